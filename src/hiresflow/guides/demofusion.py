@@ -1,0 +1,167 @@
+"""DemoFusion's denoiser for progressive phases: MultiDiffusion local views + dilated global sampling.
+
+In the flow frame every path is a velocity (an Euler step is linear in v, so averaging denoised views equals
+averaging their velocities on a shared σ grid; unet_methods.md §3.1):
+- local: views of the native latent size, stride = half a view, each shifted by a random integer jitter in
+  [−J, J], J = (view − stride)/4, over a zero-padded canvas; per-pixel average of the view velocities;
+- global (c2): pad to a multiple of s, take the s² interleaved sub-latents x[:, :, i::s, j::s] of a Gaussian-
+  filtered copy (σ_blur = sigma·c3, c3 = 0.99·cf^c3_scale + 0.01, kernel 2s − 1, re-standardised to the
+  unfiltered mean/std), and scatter their velocities back — the step applies to the unfiltered sample;
+- v = (1 − c2)·v_local + c2·v_global, c2 = cf^c2_scale.
+Phase end: mean/std of the latent reset to those of the native result (`MeanStdResetConfig`).
+All jitter comes from the run's generator. SDXL's per-view crop conditioning is not passed (the adapter
+conditions every view on its own size).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from ..flow.filters import gaussian_blur
+from ..flow.sampler import Guide, StepContext
+from ..plan import check_weight
+from .base import GuideConfig, StageEnv, cosine_factor
+
+__all__ = ["MultiViewConfig", "MeanStdResetConfig", "view_origins"]
+
+
+def view_origins(length: int, view: int, stride: int) -> list[int]:
+    """Regular origins covering [0, length) with windows of `view`, the last one flush with the end."""
+    if length <= view:
+        return [0]
+    starts = list(range(0, length - view + 1, stride))
+    if starts[-1] != length - view:
+        starts.append(length - view)
+    return starts
+
+
+@dataclass
+class MultiViewConfig:
+    view_size: int | None = None  # latent pixels; None = the model's native latent size
+    stride: int | None = None  # None = half a view
+    jitter: bool = True
+    view_batch: int = 16
+    dilated: bool = True
+    c2_scale: float = 1.0
+    c3_scale: float = 1.0
+    sigma: float = 1.0
+
+    def __post_init__(self) -> None:
+        check_weight("c2_scale", self.c2_scale)
+        check_weight("c3_scale", self.c3_scale)
+        check_weight("sigma", self.sigma)
+        if self.view_batch < 1:
+            raise ValueError(f"view_batch must be >= 1, got {self.view_batch}")
+
+    def build(self, env: StageEnv, base_velocity):
+        return MultiViewDenoiser(self, env, base_velocity)
+
+
+class MultiViewDenoiser:
+    """Callable velocity_fn(x, ctx) implementing the local + global paths."""
+
+    def __init__(self, cfg: MultiViewConfig, env: StageEnv, base_velocity):
+        self.cfg, self.env, self.base = cfg, env, base_velocity
+        geo = env.model.geometry
+        p = geo.patch
+        native_latent = min(geo.native) // geo.vae_scale
+        self.view = cfg.view_size or native_latent
+        self.stride = cfg.stride or self.view // 2
+        if self.view % p or self.stride % p:
+            raise ValueError(f"view size {self.view} and stride {self.stride} must be multiples of the patch size {p}")
+        self.patch = p
+        h, w = env.latent_size
+        self.factor = max(1, round(max(h, w) / native_latent))
+
+    def _batched(self, xs: list[torch.Tensor], ctx: StepContext) -> list[torch.Tensor]:
+        out: list[torch.Tensor] = []
+        n = self.cfg.view_batch
+        for i in range(0, len(xs), n):
+            chunk = xs[i : i + n]
+            if all(c.shape == chunk[0].shape for c in chunk):
+                out.extend(self.base(torch.cat(chunk), ctx).split([c.shape[0] for c in chunk]))
+            else:
+                out.extend(self.base(c, ctx) for c in chunk)
+        return out
+
+    def local(self, x: torch.Tensor, ctx: StepContext) -> torch.Tensor:
+        h, w = x.shape[-2:]
+        view = min(self.view, h, w)
+        view -= view % self.patch
+        stride = min(self.stride, view)
+        J = (view - stride) // 4 if self.cfg.jitter else 0
+        J -= J % self.patch
+        canvas = F.pad(x, (J, J, J, J)) if J else x
+        acc = torch.zeros_like(canvas)
+        cnt = torch.zeros_like(canvas[:, :1])
+        boxes = []
+        for oy in view_origins(h, view, stride):
+            for ox in view_origins(w, view, stride):
+                dy = dx = 0
+                if J:
+                    r = torch.randint(-J // self.patch, J // self.patch + 1, (2,), generator=self.env.generator)
+                    dy, dx = int(r[0]) * self.patch, int(r[1]) * self.patch
+                boxes.append((oy + J + dy, ox + J + dx))
+        crops = [canvas[..., y : y + view, x0 : x0 + view] for y, x0 in boxes]
+        vs = self._batched(crops, ctx)
+        for (y, x0), v in zip(boxes, vs):
+            acc[..., y : y + view, x0 : x0 + view] += v
+            cnt[..., y : y + view, x0 : x0 + view] += 1
+        out = acc / cnt.clamp(min=1)
+        return out[..., J : J + h, J : J + w] if J else out
+
+    def dilated(self, x: torch.Tensor, ctx: StepContext, cf: float) -> torch.Tensor:
+        s = self.factor
+        h, w = x.shape[-2:]
+        m = s * self.patch
+        ph, pw = (-h) % m, (-w) % m
+        xp = F.pad(x, (0, pw, 0, ph)) if (ph or pw) else x
+        c3 = 0.99 * cf**self.cfg.c3_scale + 0.01
+        if self.cfg.sigma > 0 and s > 1:
+            blurred = gaussian_blur(xp, 2 * s - 1, self.cfg.sigma * c3)
+            blurred = (blurred - blurred.mean()) / blurred.std() * xp.std() + xp.mean()
+        else:
+            blurred = xp
+        subs = [blurred[..., i::s, j::s] for i in range(s) for j in range(s)]
+        vs = self._batched(subs, ctx)
+        out = torch.zeros_like(xp)
+        k = 0
+        for i in range(s):
+            for j in range(s):
+                out[..., i::s, j::s] = vs[k]
+                k += 1
+        return out[..., :h, :w]
+
+    def __call__(self, x: torch.Tensor, ctx: StepContext) -> torch.Tensor:
+        cf = cosine_factor(self.env.model.time_fraction(ctx.sigma))
+        v_local = self.local(x, ctx)
+        if not self.cfg.dilated or self.factor == 1:
+            return v_local
+        c2 = cf**self.cfg.c2_scale
+        return (1 - c2) * v_local + c2 * self.dilated(x, ctx, cf)
+
+
+@dataclass
+class MeanStdResetConfig(GuideConfig):
+    """x ← (x − mean(x))/std(x)·std_anchor + mean_anchor at the end of a phase (anchor = native result)."""
+
+    enabled: bool = True
+
+    def build(self, env: StageEnv) -> Guide:
+        anchor = env.first.latent if env.first is not None else None
+        return _MeanStdReset(anchor if self.enabled else None)
+
+
+class _MeanStdReset(Guide):
+    name = "mean_std_reset"
+
+    def __init__(self, anchor: torch.Tensor | None):
+        self.anchor = anchor
+
+    def end(self, x: torch.Tensor) -> torch.Tensor:
+        if self.anchor is None:
+            return x
+        return (x - x.mean()) / x.std() * self.anchor.std() + self.anchor.mean()

@@ -1,0 +1,49 @@
+"""Skip residual (DemoFusion c1, FreeScale's tailored self-cascade): pull x toward the noised upsampled result.
+
+Before each model call at schedule index k:  x ← (1 − c1)·x + c1·((1 − σ_k)·z_up + σ_k·ε),
+c1 = weight · cf(t_k)^cosine_scale, cf(t) = ½(1 + cos(π(T − t)/T)) (unet_methods.md §2.1, §3.1).
+DemoFusion uses cosine_scale 3 (latent-space upsampling, all steps rerun); FreeScale 2 (pixel-space upsampling,
+restart at 30 % of the steps). z_up and ε are the stage's own upsampled result and initial noise.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from ..flow.sampler import Guide, StepContext
+from ..plan import check_weight
+from .base import GuideConfig, StageEnv, cosine_factor
+
+__all__ = ["SkipResidualConfig", "SkipResidualGuide"]
+
+
+@dataclass
+class SkipResidualConfig(GuideConfig):
+    cosine_scale: float = 3.0
+    weight: float = 1.0
+
+    def __post_init__(self) -> None:
+        check_weight("cosine_scale", self.cosine_scale)
+        check_weight("weight", self.weight)
+
+    def build(self, env: StageEnv) -> "SkipResidualGuide":
+        if env.upsampled is None:
+            raise ValueError("the skip residual needs a previous stage; put it on a cascade stage")
+        return SkipResidualGuide(self, env)
+
+
+class SkipResidualGuide(Guide):
+    name = "skip_residual"
+
+    def __init__(self, cfg: SkipResidualConfig, env: StageEnv):
+        self.cfg, self.env = cfg, env
+        self.last_c1: float | None = None
+
+    def before_model(self, ctx: StepContext) -> torch.Tensor:
+        if self.cfg.weight == 0:
+            return ctx.x
+        c1 = self.cfg.weight * cosine_factor(self.env.model.time_fraction(ctx.sigma)) ** self.cfg.cosine_scale
+        self.last_c1 = c1
+        return (1 - c1) * ctx.x + c1 * self.env.noised(self.env.upsampled, ctx.index)

@@ -1,0 +1,148 @@
+"""Adapter for diffusers `FluxPipeline`: packed 2×2 latent tokens, RoPE position ids, guidance embedding.
+
+Flux is already a rectified flow in our convention (the transformer is called with timestep σ and predicts
+v = ε − x0), so the adapter only packs/unpacks latents and builds the position ids:
+image token (r, c) of the packed grid gets id (0, r, c); text tokens get (0, 0, 0) (diffusers layout).
+Models without a guidance embedding get true classifier-free guidance against the empty prompt instead.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+
+import torch
+
+from ..flow.sampler import StepContext
+from ..flow.schedule import FluxShiftConfig, flow_sigmas, flux_mu
+from .base import FlowModel, LatentGeometry, VaeCodec
+
+__all__ = ["FluxFlowModel", "FluxCond", "pack_latents", "unpack_latents", "image_ids"]
+
+
+def pack_latents(x: torch.Tensor, patch: int = 2) -> torch.Tensor:
+    """[B, C, h, w] → [B, (h/p)(w/p), C·p·p] in diffusers' channel order (C, py, px)."""
+    b, c, h, w = x.shape
+    x = x.view(b, c, h // patch, patch, w // patch, patch).permute(0, 2, 4, 1, 3, 5)
+    return x.reshape(b, (h // patch) * (w // patch), c * patch * patch)
+
+
+def unpack_latents(tokens: torch.Tensor, h: int, w: int, patch: int = 2) -> torch.Tensor:
+    """Inverse of `pack_latents` for a latent of spatial size h×w."""
+    b, n, d = tokens.shape
+    c = d // (patch * patch)
+    x = tokens.view(b, h // patch, w // patch, c, patch, patch).permute(0, 3, 1, 4, 2, 5)
+    return x.reshape(b, c, h, w)
+
+
+@lru_cache(maxsize=32)
+def _image_ids(rows: int, cols: int, device: str, dtype: torch.dtype) -> torch.Tensor:
+    ids = torch.zeros(rows, cols, 3)
+    ids[..., 1] = torch.arange(rows)[:, None]
+    ids[..., 2] = torch.arange(cols)[None, :]
+    return ids.reshape(rows * cols, 3).to(device=device, dtype=dtype)
+
+
+def image_ids(rows: int, cols: int, device, dtype=torch.float32) -> torch.Tensor:
+    """Position ids (0, r, c) of a rows×cols packed token grid, [rows·cols, 3]."""
+    return _image_ids(int(rows), int(cols), str(device), dtype)
+
+
+@dataclass
+class FluxCond:
+    prompt_embeds: torch.Tensor
+    pooled: torch.Tensor
+    text_ids: torch.Tensor
+    negative: "FluxCond | None" = None
+
+
+class FluxFlowModel(FlowModel):
+    family = "flux"
+
+    def __init__(self, pipe, name: str = "flux", max_sequence_length: int | None = None):
+        self.pipe = pipe
+        self.name = name
+        self.transformer = pipe.transformer
+        vae_scale = 2 ** (len(pipe.vae.config.block_out_channels) - 1)
+        latent_ch = pipe.vae.config.latent_channels
+        native = int(getattr(pipe, "default_sample_size", 128)) * vae_scale
+        self.geometry = LatentGeometry(channels=latent_ch, vae_scale=vae_scale, patch=2, native=(native, native))
+        self.codec = VaeCodec(pipe.vae)
+        sc = pipe.scheduler.config
+        self.dynamic_shift = bool(sc.get("use_dynamic_shifting", False))
+        self.static_shift = float(sc.get("shift", 1.0))
+        self.shift_config = FluxShiftConfig(
+            base_seq_len=int(sc.get("base_image_seq_len", 256)),
+            max_seq_len=int(sc.get("max_image_seq_len", 4096)),
+            base_shift=float(sc.get("base_shift", 0.5)),
+            max_shift=float(sc.get("max_shift", 1.15)),
+        )
+        self.embedded_guidance = bool(self.transformer.config.guidance_embeds)
+        self.guidance_kind = "embedded" if self.embedded_guidance else "cfg"
+        self.default_guidance = 3.5 if self.embedded_guidance else 1.0
+        self.max_sequence_length = max_sequence_length or min(512, int(pipe.tokenizer_2.model_max_length))
+
+    @property
+    def device(self) -> torch.device:
+        return self.transformer.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.transformer.dtype
+
+    @torch.no_grad()
+    def _encode(self, prompt: str) -> FluxCond:
+        pe, pooled, text_ids = self.pipe.encode_prompt(
+            prompt=prompt, prompt_2=None, device=self.device, num_images_per_prompt=1,
+            max_sequence_length=self.max_sequence_length,
+        )
+        return FluxCond(pe, pooled, text_ids)
+
+    def encode_prompt(self, prompt: str, negative_prompt: str = "") -> FluxCond:
+        cond = self._encode(prompt)
+        if not self.embedded_guidance:
+            cond.negative = self._encode(negative_prompt)
+        return cond
+
+    def image_seq_len(self, size: tuple[int, int]) -> int:
+        h, w = size
+        p = self.geometry.multiple
+        return (h // p) * (w // p)
+
+    def schedule(self, steps, size, *, shift=None, mu=None) -> torch.Tensor:
+        """Explicit `mu`/`shift` win; otherwise the scheduler's rule: dynamic μ from the token count of
+        `size` (FLUX.1-dev) or its static shift (FLUX.1-schnell and our embedded model)."""
+        if mu is None and shift is None:
+            if self.dynamic_shift:
+                mu = flux_mu(self.image_seq_len(size), self.shift_config)
+            else:
+                shift = self.static_shift
+        return flow_sigmas(steps, shift=shift, mu=mu)
+
+    def _call(self, x, sigma, cond: FluxCond, guidance, ctx, kwargs=None) -> torch.Tensor:
+        b, _, h, w = x.shape
+        p = self.geometry.patch
+        tokens = pack_latents(x.to(self.dtype), p)
+        ids = image_ids(h // p, w // p, self.device, x.dtype if x.dtype.is_floating_point else torch.float32)
+        t = torch.full((b,), sigma, device=self.device, dtype=self.dtype)
+        g = None
+        if self.embedded_guidance:
+            g = torch.full((b,), float(guidance if guidance is not None else self.default_guidance),
+                           device=self.device, dtype=torch.float32)
+        pe = cond.prompt_embeds.expand(b, -1, -1) if cond.prompt_embeds.shape[0] == 1 else cond.prompt_embeds
+        pooled = cond.pooled.expand(b, -1) if cond.pooled.shape[0] == 1 else cond.pooled
+        out = self.transformer(
+            hidden_states=tokens, timestep=t, guidance=g, pooled_projections=pooled.to(self.dtype),
+            encoder_hidden_states=pe.to(self.dtype), txt_ids=cond.text_ids, img_ids=ids.to(self.dtype),
+            joint_attention_kwargs=kwargs, return_dict=False,
+        )[0]
+        return unpack_latents(out.float(), h, w, p)
+
+    @torch.no_grad()
+    def velocity(self, x, sigma, cond: FluxCond, *, guidance=None, ctx: StepContext | None = None):
+        v = self._call(x, sigma, cond, guidance, ctx)
+        scale = guidance if guidance is not None else self.default_guidance
+        if not self.embedded_guidance and cond.negative is not None and scale != 1.0:
+            v_neg = self._call(x, sigma, cond.negative, None, ctx)
+            v = v_neg + scale * (v - v_neg)
+        return v

@@ -1,0 +1,94 @@
+"""Load a FlowModel from a short name, a local diffusers folder or a model-hub id.
+
+Short names: `tiny-flux` and `tiny-sd` are the embedded models shipped inside the package (trained on the
+reference world); `random-tiny-flux`, `random-tiny-sd`, `random-tiny-sdxl` are untrained random-weight
+pipelines built in memory (plumbing demos and tests). Anything else goes to `DiffusionPipeline.from_pretrained`.
+A folder may hold `hiresflow.json` with {"native_size": N} to state the resolution the model was trained at.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+
+from .base import FlowModel
+
+__all__ = ["load_model", "load_pipeline", "wrap_pipeline", "EMBEDDED_DIR", "MODEL_NAMES"]
+
+EMBEDDED_DIR = Path(__file__).resolve().parent.parent / "embedded"
+EMBEDDED = {"tiny-flux": "tiny-flux", "tiny-sd": "tiny-sd"}
+RANDOM = {"random-tiny-flux": "flux", "random-tiny-sd": "sd", "random-tiny-sdxl": "sdxl"}
+RANDOM_NATIVE = {"flux": 64, "sd": 64, "sdxl": 128}
+MODEL_NAMES = tuple(EMBEDDED) + tuple(RANDOM)
+
+
+def _read_native(folder: Path) -> int | None:
+    meta = folder / "hiresflow.json"
+    if meta.is_file():
+        return int(json.loads(meta.read_text()).get("native_size", 0)) or None
+    return None
+
+
+def wrap_pipeline(pipe, name: str = "model", native: int | None = None) -> FlowModel:
+    """Choose the adapter for a diffusers pipeline object."""
+    cls = type(pipe).__name__
+    if cls.startswith("Flux"):
+        from .flux import FluxFlowModel
+
+        model = FluxFlowModel(pipe, name=name)
+    elif cls.startswith("StableDiffusionXL") or cls.startswith("StableDiffusion") and hasattr(pipe, "unet"):
+        from .sd import SDFlowModel
+
+        model = SDFlowModel(pipe, name=name)
+    else:
+        raise ValueError(f"unsupported pipeline {cls} for {name!r}; hiresflow supports Flux, SD 1.x/2.x and SDXL")
+    if native:
+        from dataclasses import replace
+
+        model.geometry = replace(model.geometry, native=(native, native))
+    return model
+
+
+def load_pipeline(name_or_path: str, dtype: torch.dtype | None = None):
+    """The diffusers pipeline behind `name_or_path` and its native size (None = the family's default)."""
+    if name_or_path in RANDOM:
+        from . import tiny
+
+        builder = {"flux": tiny.tiny_flux_pipeline, "sd": tiny.tiny_sd_pipeline, "sdxl": tiny.tiny_sdxl_pipeline}
+        pipe = builder[RANDOM[name_or_path]]()
+        return pipe, RANDOM_NATIVE[RANDOM[name_or_path]]
+    if name_or_path in EMBEDDED:
+        folder = EMBEDDED_DIR / EMBEDDED[name_or_path]
+        if not (folder / "model_index.json").is_file():
+            raise ValueError(
+                f"the embedded model {name_or_path!r} is not in this build ({folder} is missing); "
+                f"use --model random-tiny-flux for an untrained demo, or a diffusers folder / hub id"
+            )
+        name_or_path = str(folder)
+    from diffusers import DiffusionPipeline
+
+    path = Path(name_or_path)
+    kwargs = {"torch_dtype": dtype} if dtype is not None else {}
+    if path.exists() and not (path / "model_index.json").is_file():
+        raise ValueError(f"{path} is not a diffusers pipeline folder (no model_index.json)")
+    try:
+        pipe = DiffusionPipeline.from_pretrained(name_or_path, **kwargs)
+    except (OSError, EnvironmentError, ValueError) as err:
+        raise ValueError(
+            f"cannot load model {name_or_path!r}: not a local diffusers folder and the model hub could not provide "
+            f"it ({type(err).__name__}); pass a folder or one of {', '.join(MODEL_NAMES)}"
+        ) from None
+    return pipe, _read_native(path) if path.is_dir() else None
+
+
+def load_model(name_or_path: str, device: str | torch.device | None = None,
+               dtype: torch.dtype | None = None) -> FlowModel:
+    """Load and wrap; device defaults to CUDA when available."""
+    pipe, native = load_pipeline(name_or_path, dtype)
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    pipe.to(device)
+    if hasattr(pipe, "set_progress_bar_config"):
+        pipe.set_progress_bar_config(disable=True)
+    return wrap_pipeline(pipe, name=name_or_path, native=native)

@@ -1,0 +1,110 @@
+"""Adapter for diffusers `StableDiffusionPipeline` and `StableDiffusionXLPipeline` (DDPM U-Nets) as flows.
+
+The U-Net's ε-, v- or x0-prediction is turned into a flow velocity exactly by `DDPMFlow`
+(x_t = x_rf·(√ᾱ + √(1−ᾱ)), fractional timestep from log-SNR), with classifier-free guidance on the network
+output in one batched call: out = out_u + w·(out_c − out_u). Since v is affine in the output, this is the
+same as CFG on v.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from ..flow.parameterization import DDPMFlow
+from ..flow.sampler import StepContext
+from ..flow.schedule import static_shift, validate_steps
+from .base import FlowModel, LatentGeometry, VaeCodec
+
+__all__ = ["SDFlowModel", "SDCond"]
+
+
+@dataclass
+class SDCond:
+    prompt_embeds: torch.Tensor
+    negative_embeds: torch.Tensor
+    pooled: torch.Tensor | None = None  # SDXL only
+    negative_pooled: torch.Tensor | None = None
+
+
+class SDFlowModel(FlowModel):
+    """SD1.x/2.x and SDXL. σ grids follow the scheduler's timestep spacing, ending at σ = 0."""
+
+    def __init__(self, pipe, name: str = "sd", native: int | None = None):
+        self.pipe = pipe
+        self.name = name
+        self.unet = pipe.unet
+        self.is_xl = hasattr(pipe, "text_encoder_2")
+        self.family = "sdxl" if self.is_xl else "sd"
+        vae_scale = 2 ** (len(pipe.vae.config.block_out_channels) - 1)
+        side = native or int(self.unet.config.sample_size) * vae_scale
+        self.geometry = LatentGeometry(
+            channels=int(self.unet.config.in_channels), vae_scale=vae_scale, patch=1, native=(side, side)
+        )
+        self.codec = VaeCodec(pipe.vae)
+        sc = pipe.scheduler
+        self.ddpm = DDPMFlow(sc.alphas_cumprod.clone(), sc.config.get("prediction_type", "epsilon"))
+        self.spacing = sc.config.get("timestep_spacing", "leading")
+        self.steps_offset = int(sc.config.get("steps_offset", 0))
+        self.guidance_kind = "cfg"
+        self.default_guidance = 5.0 if self.is_xl else 7.5
+        self.default_steps = 50
+
+    @property
+    def device(self) -> torch.device:
+        return self.unet.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.unet.dtype
+
+    @torch.no_grad()
+    def encode_prompt(self, prompt: str, negative_prompt: str = "") -> SDCond:
+        if self.is_xl:
+            pe, ne, pooled, npooled = self.pipe.encode_prompt(
+                prompt=prompt, device=self.device, num_images_per_prompt=1,
+                do_classifier_free_guidance=True, negative_prompt=negative_prompt or None,
+            )
+            return SDCond(pe, ne, pooled, npooled)
+        pe, ne = self.pipe.encode_prompt(prompt, self.device, 1, True, negative_prompt or None)
+        return SDCond(pe, ne)
+
+    def schedule(self, steps, size, *, shift=None, mu=None) -> torch.Tensor:
+        """σ_rf of the scheduler's timesteps for `steps` steps, then 0; `shift` applies the static time shift
+        to those σ (mapped back to fractional timesteps at call time). `mu` applies e^μ as a static shift."""
+        validate_steps(steps)
+        ts = self.ddpm.spaced_timesteps(steps, self.spacing, self.steps_offset)
+        sig = self.ddpm.sigma_at(ts)
+        if mu is not None:
+            shift = float(torch.tensor(mu, dtype=torch.float64).exp())
+        if shift is not None:
+            sig = static_shift(sig, shift).clamp(max=self.ddpm.sigma_max)
+        return torch.cat([sig, sig.new_zeros(1)])
+
+    def time_fraction(self, sigma: float) -> float:
+        if sigma <= 0:
+            return 0.0
+        return self.ddpm.timestep(min(sigma, self.ddpm.sigma_max)) / self.ddpm.num_train_timesteps
+
+    def _added_cond(self, cond: SDCond, b: int, height: int, width: int) -> dict:
+        time_ids = torch.tensor([[height, width, 0, 0, height, width]], dtype=self.dtype, device=self.device)
+        text = torch.cat([cond.negative_pooled.expand(b, -1), cond.pooled.expand(b, -1)])
+        return {"text_embeds": text.to(self.dtype), "time_ids": time_ids.expand(2 * b, -1)}
+
+    @torch.no_grad()
+    def velocity(self, x, sigma, cond: SDCond, *, guidance=None, ctx: StepContext | None = None):
+        b, _, h, w = x.shape
+        scale = self.default_guidance if guidance is None else float(guidance)
+        x_t = self.ddpm.model_input(x.float(), sigma)
+        t = torch.full((2 * b,), self.ddpm.timestep(sigma), device=self.device, dtype=torch.float32)
+        text = torch.cat([cond.negative_embeds.expand(b, -1, -1), cond.prompt_embeds.expand(b, -1, -1)])
+        added = self._added_cond(cond, b, h * self.geometry.vae_scale, w * self.geometry.vae_scale) \
+            if self.is_xl else None
+        out = self.unet(
+            torch.cat([x_t, x_t]).to(self.dtype), t, encoder_hidden_states=text.to(self.dtype),
+            added_cond_kwargs=added, return_dict=False,
+        )[0].float()
+        out_u, out_c = out.chunk(2)
+        out = out_u + scale * (out_c - out_u)
+        return self.ddpm.velocity(out, x_t, sigma)

@@ -1,0 +1,292 @@
+"""Named methods: each builds a Plan with the published defaults (shared/reference/*.md), every part switchable.
+
+`build_plan(name, model, scale=4)` or `build_plan(name, model, size=(H, W))`; keyword overrides are the recipe
+function's parameters (`hiresflow recipes --params NAME` lists them; the CLI takes `--set key=value`).
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+from .guides.demofusion import MeanStdResetConfig, MultiViewConfig
+from .guides.diffusehigh import StructureGuidanceConfig
+from .guides.hiflow import HiFlowConfig
+from .guides.imax import ProjectedFlowConfig
+from .guides.skip_residual import SkipResidualConfig
+from .models.base import FlowModel, LatentGeometry
+from .flow.schedule import validate_steps
+from .plan import InitSpec, Plan, ScheduleSpec, SharpenSpec, Stage, UpscaleSpec, check_fraction
+
+__all__ = ["Recipe", "RECIPES", "build_plan", "resolve_sizes", "cascade_sizes", "recipe_params"]
+
+
+# ---------------------------------------------------------------- sizes
+
+
+def resolve_sizes(
+    geometry: LatentGeometry, scale: float | None = None, size: tuple[int, int] | None = None
+) -> tuple[tuple[int, int], tuple[int, int]]:
+    """(native, target) sizes. `size` wins; the native stage keeps the target's aspect ratio at the model's
+    native pixel count (I-Max rounds the factor instead, which distorts aspect ratios; imax.md §6.4)."""
+    nh, nw = geometry.native
+    if size is not None:
+        h, w = int(size[0]), int(size[1])
+        geometry.validate(h, w)
+        k = scale if scale is not None else math.sqrt(h * w / (nh * nw))
+        if k < 1:
+            raise ValueError(f"target {w}x{h} is smaller than the native {nw}x{nh}; pick a larger --size")
+        native = geometry.round_size(h / k, w / k)
+        return native, (h, w)
+    if scale is None:
+        raise ValueError("give --scale K or --size WxH")
+    if not isinstance(scale, (int, float)) or scale < 1:
+        raise ValueError(f"scale must be >= 1, got {scale!r}; e.g. --scale 4")
+    target = (int(round(nh * scale)), int(round(nw * scale)))
+    geometry.validate(*target)
+    return (nh, nw), target
+
+
+def cascade_sizes(geometry: LatentGeometry, native, target, ratio: float = 2.0, additive: bool = False):
+    """Intermediate stage sizes from native (excluded) to target (included).
+
+    ratio=2: ×2, ×4, … (HiFlow / FreeScale self-cascade); additive=True: +1 native per stage (DemoFusion's phases,
+    DiffuseHigh's 2048 → 3072 → 4096).
+    """
+    nh, nw = native
+    th, tw = target
+    k_total = max(th / nh, tw / nw)
+    sizes = []
+    k = 2.0 if additive else ratio
+    while k < k_total - 1e-9:
+        sizes.append(geometry.round_size(nh * k, nw * k))
+        k = k + 1 if additive else k * ratio
+    sizes.append((th, tw))
+    out = []
+    for s in sizes:  # drop duplicates from rounding
+        if not out or s != out[-1]:
+            out.append(s)
+    return out
+
+
+def _steps(model: FlowModel, steps: int | None) -> int:
+    """The given step count (validated) or the model's default."""
+    return model.default_steps if steps is None else validate_steps(steps)
+
+
+def _per_stage(values, j: int):
+    """values may be a scalar or a list (indexed per cascade stage, the last repeated)."""
+    if isinstance(values, (list, tuple)):
+        return values[min(j, len(values) - 1)]
+    return values
+
+
+def _native_stage(model: FlowModel, native, steps: int | None, shift: float | None = None,
+                  guidance: float | None = None) -> Stage:
+    return Stage(size=native, schedule=ScheduleSpec(steps=_steps(model, steps), shift=shift),
+                 guidance=guidance, name="native")
+
+
+def _embedded(model: FlowModel, values):
+    """Official per-stage Flux guidance values apply to models with a Flux guidance embedding only."""
+    return values if model.guidance_kind == "embedded" else None
+
+
+# ---------------------------------------------------------------- recipes
+
+
+def direct(model: FlowModel, native, target, steps: int | None = None, shift: float | None = None,
+           guidance: float | None = None) -> Plan:
+    """Plain sampling at the target size (the failure case every method starts from)."""
+    st = Stage(size=target, schedule=ScheduleSpec(steps=_steps(model, steps), shift=shift),
+               guidance=guidance, name="direct")
+    return Plan("direct", [st])
+
+
+def upscale(model: FlowModel, native, target, steps: int | None = None, interpolation: str = "bicubic",
+            guidance: float | None = None) -> Plan:
+    """Native generation, then bicubic or Lanczos resize of the image."""
+    if interpolation not in ("bicubic", "lanczos", "bilinear", "nearest"):
+        raise ValueError(f"interpolation must be bicubic, lanczos, bilinear or nearest, got {interpolation!r}")
+    return Plan("upscale", [_native_stage(model, native, steps, guidance=guidance)],
+                upscale=UpscaleSpec(target, interpolation))
+
+
+def sdedit(model: FlowModel, native, target, steps: int | None = None, tau: float = 0.6,
+           start: int | None = None, space: str = "pixel", interpolation: str = "bicubic", sharpen: bool = False, encode: str = "mode",
+           guidance: float | None = None, stage_guidance: float | None = None,
+           shift_size: str = "stage") -> Plan:
+    """Hires fix: upsample the native result (pixels or latent), noise to σ ≈ τ, denoise at the target size.
+
+    `start` (a grid index) replaces τ when given, e.g. to match HiFlow's official grid exactly."""
+    check_fraction("tau", tau)
+    n = _steps(model, steps)
+    sched = ScheduleSpec(steps=n, tau=None, start=start, shift_size=shift_size) if start is not None \
+        else ScheduleSpec(steps=n, tau=tau, shift_size=shift_size)
+    hi = Stage(size=target, schedule=sched,
+               init=InitSpec("upsampled", space, interpolation, SharpenSpec() if sharpen else None, encode),
+               guidance=stage_guidance, name="sdedit")
+    return Plan("sdedit", [_native_stage(model, native, n, guidance=guidance), hi])
+
+
+HIFLOW_STEPS = (16, 10)
+HIFLOW_ALPHA = (1.0, 0.25)
+HIFLOW_BETA = (0.5, 0.5)
+HIFLOW_FLUX_GUIDANCE = (4.5, 6.0)
+
+
+def hiflow(model: FlowModel, native, target, base_steps: int = 30, stage_steps=HIFLOW_STEPS,
+           alpha=HIFLOW_ALPHA, beta=HIFLOW_BETA, init: str = "official", direction: bool = True,
+           acceleration: bool = True, initialization: bool = True, weight_schedule: str = "step",
+           filter: str = "butterworth", order: int = 4, cutoff: float = 0.2, dwt_level: int = 1,
+           reference_space: str = "latent", shift_size: str = "native", guidance: float | None = None,
+           stage_guidance=None) -> Plan:
+    """HiFlow cascade (×2, ×4, …) with A_i, A_d, A_a; official defaults (hiflow.md §5).
+
+    Every stage runs the last N_s entries of the base `base_steps` grid computed at the native size (official;
+    τ = 0.783 / 0.612 for N_s = 16 / 10 on Flux-dev); shift_size="stage" recomputes the grid per stage.
+    init="official" noises the upsampled, sharpened final image (VAE mode); init="paper" noises the reference
+    x̂0 at τ. initialization=False drops A_i: the stage starts from pure noise over the full grid.
+    """
+    if init not in ("official", "paper"):
+        raise ValueError(f"init must be 'official' or 'paper', got {init!r}")
+    if stage_guidance is None:
+        stage_guidance = _embedded(model, HIFLOW_FLUX_GUIDANCE)
+    stages = [_native_stage(model, native, base_steps, guidance=guidance)]
+    for j, size in enumerate(cascade_sizes(model.geometry, native, target)):
+        n_s = int(_per_stage(stage_steps, j))
+        if not 0 < n_s <= base_steps:
+            raise ValueError(f"stage_steps must lie in [1, base_steps={base_steps}], got {n_s}")
+        if initialization:
+            sched = ScheduleSpec(steps=base_steps, shift_size=shift_size, start=base_steps - n_s)
+            ini = InitSpec("upsampled", "pixel", "bicubic", SharpenSpec(), "mode") if init == "official" \
+                else InitSpec("reference_x0", "latent", "bicubic")
+        else:
+            sched = ScheduleSpec(steps=base_steps, shift_size=shift_size)
+            ini = InitSpec("noise")
+        g = HiFlowConfig(alpha=float(_per_stage(alpha, j)), beta=float(_per_stage(beta, j)), direction=direction,
+                         acceleration=acceleration, weight_schedule=weight_schedule, filter=filter, order=order,
+                         cutoff=float(_per_stage(cutoff, j)), dwt_level=dwt_level, reference_space=reference_space)
+        stages.append(Stage(size=size, schedule=sched, init=ini, guides=[g],
+                            guidance=_per_stage(stage_guidance, j), name=f"hiflow{j + 1}"))
+    return Plan("hiflow", stages)
+
+
+def imax(model: FlowModel, native, target, steps: int = 30, hires_steps: int = 30, shift: float = 3.0,
+         hires_shift: float = 6.0, schedule: str = "cosine_decay", dwt_level: int = 1, projection_scale: float = 1.0,
+         guidance: float | None = None, hires_guidance: float | None = None) -> Plan:
+    """I-Max: native pass, then one pass at the target from pure noise with projected flow toward the upsampled
+    native result (README defaults: 30/30 steps, shifts 3/6, cosine_decay, DWT level 1, posterior sample).
+    The model-side toolkit (NTK RoPE, proportional attention, text duplication) is applied by the DiT patches."""
+    if hires_guidance is None and model.guidance_kind == "embedded":
+        hires_guidance = 7.0
+    hi = Stage(size=target, schedule=ScheduleSpec(steps=hires_steps, shift=hires_shift),
+               init=InitSpec("noise", "pixel", "bicubic", None, "sample"),
+               guides=[ProjectedFlowConfig(schedule=schedule, dwt_level=dwt_level, scale=projection_scale)],
+               guidance=hires_guidance, name="imax")
+    return Plan("imax", [_native_stage(model, native, steps, shift=shift, guidance=guidance), hi])
+
+
+def demofusion(model: FlowModel, native, target, steps: int | None = None, c1_scale: float = 3.0,
+               c2_scale: float = 1.0, c3_scale: float = 1.0, sigma: float = 1.0, view_stride: int | None = None,
+               view_batch: int = 16, jitter: bool = True, dilated: bool = True, skip_residual: bool = True,
+               mean_std_reset: bool = True, guidance: float | None = None) -> Plan:
+    """DemoFusion progressive phases (+1 native per phase), latent bicubic upsampling, all steps rerun per phase,
+    skip residual (c1), dilated sampling (c2), Gaussian filter (c3), MultiDiffusion views, mean/std reset."""
+    n = _steps(model, steps)
+    stages = [_native_stage(model, native, n, guidance=guidance)]
+    for j, size in enumerate(cascade_sizes(model.geometry, native, target, additive=True)):
+        guides = [SkipResidualConfig(c1_scale, 1.0 if skip_residual else 0.0), MeanStdResetConfig(mean_std_reset)]
+        den = MultiViewConfig(stride=view_stride, jitter=jitter, view_batch=view_batch, dilated=dilated,
+                              c2_scale=c2_scale, c3_scale=c3_scale, sigma=sigma)
+        stages.append(Stage(size=size, schedule=ScheduleSpec(steps=n), init=InitSpec("upsampled", "latent"),
+                            guides=guides, guidance=guidance, denoiser=den, name=f"phase{j + 2}"))
+    return Plan("demofusion", stages)
+
+
+def freescale(model: FlowModel, native, target, steps: int | None = None, restart: float = 0.3,
+              cosine_scale: float = 2.0, guidance: float | None = None) -> Plan:
+    """FreeScale tailored self-cascade (×2, ×4): pixel-space upsampling with a posterior sample, restart at
+    int(restart·N), skip residual with cf^cosine_scale. Dilated convolution, scale fusion and FreeU are U-Net
+    patches (not part of this cascade recipe)."""
+    if not 0 <= restart < 1:
+        raise ValueError(f"restart must lie in [0, 1), got {restart!r}; e.g. restart=0.3")
+    n = _steps(model, steps)
+    stages = [_native_stage(model, native, n, guidance=guidance)]
+    for j, size in enumerate(cascade_sizes(model.geometry, native, target)):
+        stages.append(Stage(size=size, schedule=ScheduleSpec(steps=n, start=int(restart * n)),
+                            init=InitSpec("upsampled", "pixel", "bicubic", None, "sample"),
+                            guides=[SkipResidualConfig(cosine_scale)], guidance=guidance, name=f"freescale{j + 1}"))
+    return Plan("freescale", stages)
+
+
+def diffusehigh(model: FlowModel, native, target, steps: int | None = None, noising: float = 0.3,
+                dwt_steps: int = 5, dwt_level: int = 1, space: str = "pixel", sharpen: bool = True,
+                guidance: float | None = None) -> Plan:
+    """DiffuseHigh: +1 native per stage; upsample + sharpen the image, re-noise to the last int(noising·N)
+    steps (15 of 50), swap the DWT low band of x̂0 for the first `dwt_steps` steps."""
+    check_fraction("noising", noising)
+    n = _steps(model, steps)
+    k = max(1, min(n, round(noising * n)))
+    stages = [_native_stage(model, native, n, guidance=guidance)]
+    for j, size in enumerate(cascade_sizes(model.geometry, native, target, additive=True)):
+        stages.append(Stage(size=size, schedule=ScheduleSpec(steps=n, start=n - k),
+                            init=InitSpec("upsampled", "pixel", "bicubic", SharpenSpec() if sharpen else None, "mode"),
+                            guides=[StructureGuidanceConfig(dwt_steps, dwt_level, space)], guidance=guidance,
+                            name=f"diffusehigh{j + 1}"))
+    return Plan("diffusehigh", stages)
+
+
+# ---------------------------------------------------------------- registry
+
+
+@dataclass(frozen=True)
+class Recipe:
+    name: str
+    fn: Callable[..., Plan]
+    summary: str
+
+
+RECIPES: dict[str, Recipe] = {
+    r.name: r
+    for r in [
+        Recipe("direct", direct, "sample directly at the target size (baseline)"),
+        Recipe("upscale", upscale, "native image resized with bicubic or Lanczos (baseline)"),
+        Recipe("sdedit", sdedit, "hires fix: upsample, re-noise to tau, denoise at the target size"),
+        Recipe("hiflow", hiflow, "HiFlow cascade: flow-aligned init, direction and acceleration guidance"),
+        Recipe("imax", imax, "I-Max projected flow toward the upsampled native result"),
+        Recipe("demofusion", demofusion, "DemoFusion phases: skip residual, dilated sampling, local views"),
+        Recipe("freescale", freescale, "FreeScale self-cascade with restart and cosine skip residual"),
+        Recipe("diffusehigh", diffusehigh, "DiffuseHigh: re-noise and DWT low-band structure guidance"),
+    ]
+}
+
+
+def recipe_params(name: str) -> dict[str, object]:
+    fn = _get(name).fn
+    sig = inspect.signature(fn)
+    return {k: p.default for k, p in list(sig.parameters.items())[3:]}
+
+
+def _get(name: str) -> Recipe:
+    if name not in RECIPES:
+        raise ValueError(f"unknown recipe {name!r}; choose one of: {', '.join(RECIPES)} (see `hiresflow recipes`)")
+    return RECIPES[name]
+
+
+def build_plan(name: str, model: FlowModel, *, scale: float | None = None, size: Sequence[int] | None = None,
+               **params) -> Plan:
+    """Build the named recipe's Plan for `model` at `scale` (×native) or `size` = (H, W)."""
+    recipe = _get(name)
+    valid = recipe_params(name)
+    unknown = sorted(set(params) - set(valid))
+    if unknown:
+        raise ValueError(f"recipe {name!r} has no parameter {', '.join(unknown)}; valid: {', '.join(valid)}")
+    native, target = resolve_sizes(model.geometry, scale, tuple(size) if size is not None else None)
+    plan = recipe.fn(model, native, target, **params)
+    plan.params = {"scale": scale, "size": list(target), **{k: params.get(k, v) for k, v in valid.items()}}
+    for st in plan.stages:
+        model.geometry.validate(*st.size)
+    return plan

@@ -1,0 +1,142 @@
+"""Execute a Plan on a FlowModel: stage by stage, init → guided Euler sampling → decode.
+
+Randomness: stage s draws its noise (and any sharpening σ, posterior sample or view jitter) from its own
+`torch.Generator` seeded with `stage_seed(seed, s)`, on the CPU, so a seed gives the same bytes on every run
+and a stage's randomness does not depend on how many numbers an earlier stage consumed.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import torch
+
+from .flow.filters import random_unsharp_mask
+from .flow.sampler import sample
+from .guides.base import StageEnv, StageResult, resize_image, resize_latent
+from .models.base import FlowModel
+from .plan import Plan, Stage
+
+__all__ = ["RunResult", "run_plan", "stage_seed", "stage_sigmas"]
+
+
+def stage_seed(seed: int, stage: int) -> int:
+    """Independent, reproducible seed per stage."""
+    return (int(seed) * 1_000_003 + 7919 * stage) % (2**63 - 1)
+
+
+@dataclass
+class RunResult:
+    plan: Plan
+    stages: list[StageResult]
+    image: torch.Tensor  # final image [B, 3, H, W] in [0, 1]
+    seconds: float
+    info: dict = field(default_factory=dict)
+
+    @property
+    def native(self) -> StageResult:
+        return self.stages[0]
+
+
+def stage_sigmas(model: FlowModel, stage: Stage, native_size: tuple[int, int]) -> tuple[torch.Tensor, int]:
+    """σ grid of a stage and the index it starts at."""
+    spec = stage.schedule
+    size = native_size if spec.shift_size == "native" else stage.size
+    sigmas = model.schedule(spec.steps, size, shift=spec.shift, mu=spec.mu)
+    start = spec.start
+    if spec.tau is not None:
+        start = int(torch.argmin((sigmas[:-1] - spec.tau).abs()))
+    return sigmas, start
+
+
+def _upsample(model: FlowModel, prev: StageResult, stage: Stage, shape, gen: torch.Generator, info: dict):
+    """Bring the previous stage's result to this stage: returns (latent, pixel image or None)."""
+    init = stage.init
+    h, w = stage.size
+    if init.space == "latent":
+        return resize_latent(prev.latent, shape[-2:], init.interpolation), None
+    img = prev.image if prev.image is not None else model.decode(prev.latent)
+    img = resize_image(img, (h, w), init.interpolation)
+    if init.sharpen is not None:
+        s = init.sharpen
+        img, used = random_unsharp_mask(img, gen, s.sigma_range, s.kernel_size, s.amount)
+        img = img.clamp(0, 1)
+        info["sharpen_sigma"] = used
+    z = model.encode(img, generator=gen, sample=init.encode == "sample").to(model.device)
+    return z, img
+
+
+def run_plan(
+    model: FlowModel,
+    plan: Plan,
+    prompt: str,
+    *,
+    seed: int = 0,
+    negative_prompt: str = "",
+    progress: bool = False,
+    decode_all: bool = True,
+    on_stage: Callable[[StageResult], Any] | None = None,
+) -> RunResult:
+    """Run every stage of `plan` for one prompt; returns per-stage results and the final image."""
+    for st in plan.stages:
+        model.geometry.validate(*st.size)
+    t_start = time.perf_counter()
+    cond = model.encode_prompt(prompt, negative_prompt)
+    native_size = plan.stages[0].size
+    results: list[StageResult] = []
+    for s, stage in enumerate(plan.stages):
+        t0 = time.perf_counter()
+        gen = torch.Generator().manual_seed(stage_seed(seed, s))
+        C, h, w = model.geometry.latent_shape(*stage.size)
+        shape = (1, C, h, w)
+        sigmas, start = stage_sigmas(model, stage, native_size)
+        noise = model.noise(shape, gen)
+        prev = results[-1] if results else None
+        info: dict = {}
+        up = up_img = None
+        if prev is not None:
+            up, up_img = _upsample(model, prev, stage, shape, gen, info)
+        sigma0 = float(sigmas[start])
+        mode = stage.init.start_from
+        if mode == "noise" or prev is None:
+            if mode != "noise":
+                raise ValueError(f"stage {s} starts from {mode!r} but has no previous stage; use start_from='noise'")
+            x = sigma0 * noise  # x0 unknown: the prior sample at σ_start (exact for σ_start = 1)
+        elif mode == "upsampled":
+            x = (1 - sigma0) * up + sigma0 * noise
+        elif mode == "reference_x0":
+            j = start if start in prev.trajectory.x0 else prev.trajectory.nearest_index(sigma0)
+            ref = resize_latent(prev.trajectory.x0_at(j), shape[-2:], stage.init.interpolation)
+            x = (1 - sigma0) * ref + sigma0 * noise
+        else:
+            raise ValueError(f"unknown init start_from {mode!r}; use noise, upsampled or reference_x0")
+        env = StageEnv(model=model, index=s, stage=stage, sigmas=sigmas, start=start, stop=sigmas.numel() - 1,
+                       shape=shape, generator=gen, noise=noise, cond=cond, previous=prev,
+                       first=results[0] if results else None, upsampled=up, upsampled_image=up_img)
+        guides = [g.build(env) for g in stage.guides]
+
+        def base_velocity(xx, ctx, _g=stage.guidance):
+            return model.velocity(xx, ctx.sigma, cond, guidance=_g, ctx=ctx)
+
+        velocity_fn = stage.denoiser.build(env, base_velocity) if stage.denoiser is not None else base_velocity
+        desc = f"{plan.recipe} stage {s} {stage.size[1]}x{stage.size[0]}"
+        out = sample(velocity_fn, x, sigmas, start=start, guides=guides, stage=s, generator=gen,
+                     progress=desc if progress else False)
+        image = model.decode(out.x) if (decode_all or s == len(plan.stages) - 1 or
+                                        (s + 1 < len(plan.stages) and plan.stages[s + 1].init.space == "pixel")) else None
+        info["sigma_start"] = sigma0
+        res = StageResult(index=s, size=stage.size, latent=out.x, image=image, trajectory=out.trajectory,
+                          sigmas=sigmas, start=start, timings=out.timings,
+                          seconds=time.perf_counter() - t0, extra=info)
+        results.append(res)
+        if on_stage is not None:
+            on_stage(res)
+        # older trajectories are not needed by later stages; drop them to bound memory
+        if len(results) >= 2:
+            results[-2].trajectory.x0.clear()
+    final = results[-1].image
+    if plan.upscale is not None:
+        final = resize_image(final, plan.upscale.size, plan.upscale.interpolation)
+    return RunResult(plan=plan, stages=results, image=final, seconds=time.perf_counter() - t_start)

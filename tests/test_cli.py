@@ -1,0 +1,55 @@
+import json
+import subprocess
+import sys
+
+from PIL import Image
+from typer.testing import CliRunner
+
+from hiresflow.cli import app
+
+runner = CliRunner()
+
+
+def test_recipes_lists_one_line_per_recipe_name_first():
+    res = runner.invoke(app, ["recipes"])
+    assert res.exit_code == 0
+    names = [line.split()[0] for line in res.output.strip().splitlines()]
+    assert {"direct", "upscale", "sdedit", "hiflow", "imax", "demofusion", "freescale", "diffusehigh"} <= set(names)
+    res = runner.invoke(app, ["recipes", "--params", "hiflow"])
+    assert "alpha = (1.0, 0.25)" in res.output
+
+
+def test_generate_writes_final_native_and_sidecar(tmp_path):
+    res = runner.invoke(app, ["generate", "a red sun over snowy mountains", "--model", "random-tiny-flux",
+                              "--method", "hiflow", "--scale", "2", "--seed", "3", "--out", str(tmp_path),
+                              "--set", "base_steps=4", "--set", "stage_steps=[2]", "--quiet"])
+    assert res.exit_code == 0, res.output
+    files = sorted(p.name for p in tmp_path.iterdir())
+    assert files == ["a-red-sun-over-snowy-mountains-hiflow-s3-native.png", "a-red-sun-over-snowy-mountains-hiflow-s3.json",
+                     "a-red-sun-over-snowy-mountains-hiflow-s3.png"]
+    meta = json.loads((tmp_path / files[1]).read_text())
+    assert meta["seed"] == 3 and meta["recipe"] == "hiflow" and meta["size"] == [128, 128]
+    assert meta["plan"]["stages"][1]["guides"][0]["type"] == "HiFlowConfig"
+    assert len(meta["stages"]) == 2 and all(s["seconds"] > 0 for s in meta["stages"])
+    assert {"torch", "diffusers", "hiresflow"} <= set(meta["versions"])
+    img = Image.open(tmp_path / files[2])
+    assert img.size == (128, 128) and "parameters" in img.text
+    assert Image.open(tmp_path / files[0]).size == (64, 64)
+
+
+def test_generate_bad_input_one_line_and_nothing_written(tmp_path):
+    out = tmp_path / "o"
+    for args, msg in ((["--scale", "0.5"], "scale must be >= 1"), (["--size", "100x128"], "multiple of 16"),
+                      (["--method", "nope"], "unknown recipe"), (["--set", "alpha=-1"], "alpha must be"),
+                      (["--model", "tiny-nothing"], "cannot load model")):
+        res = runner.invoke(app, ["generate", "a lake", "--model", "random-tiny-flux", "--out", str(out), "--quiet",
+                                  *args], env={"HF_HUB_OFFLINE": "1"})
+        assert res.exit_code == 2, (args, res.output)
+        err = res.output.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith("error:") and msg in err[0], (args, res.output)
+        assert not out.exists() or not any(out.iterdir())
+
+
+def test_module_entry_point():
+    res = subprocess.run([sys.executable, "-m", "hiresflow.cli", "recipes"], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0 and res.stdout.startswith("direct")
