@@ -65,3 +65,34 @@ def test_plan_serialises(models):
     text = json.dumps(d)
     assert '"HiFlowConfig"' in text and d["stages"][1]["schedule"]["start"] == 30 - 16
     assert [s["size"] for s in d["stages"]] == [[64, 64], [128, 128], [256, 256]]
+
+
+def test_hiflow_official_tau_on_a_flux_dev_sized_grid(tiny_flux):
+    """At FLUX.1-dev's native 1024² the official stages start at τ = 0.783 (2K, 16 steps) and 0.612 (4K, 10)."""
+    from hiresflow.runner import stage_sigmas
+
+    model = wrap_pipeline(tiny_flux, "dev-sized", native=1024)
+    plan = build_plan("hiflow", model, scale=4)
+    taus = []
+    for st in plan.stages[1:]:
+        sig, start = stage_sigmas(model, st, plan.stages[0].size)
+        taus.append(round(float(sig[start]), 3))
+    assert taus == [0.783, 0.612]
+    fixed = build_plan("hiflow", model, scale=4, shift_size="stage")  # the "fixed" per-stage μ
+    sig, start = stage_sigmas(model, fixed.stages[2], fixed.stages[0].size)
+    assert float(sig[start]) > 0.612
+
+
+def test_load_model_from_folder_reads_native_size(tiny_flux_dir, tmp_path):
+    import json
+    import shutil
+
+    from hiresflow.models.loading import load_model
+
+    folder = tmp_path / "m"
+    shutil.copytree(tiny_flux_dir, folder)
+    (folder / "hiresflow.json").write_text(json.dumps({"native_size": 96}))
+    model = load_model(str(folder), device="cpu")
+    assert model.geometry.native == (96, 96) and model.family == "flux"
+    plan = build_plan("sdedit", model, scale=2, steps=3)
+    assert plan.target_size == (192, 192)
