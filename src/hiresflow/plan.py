@@ -89,6 +89,7 @@ class Stage:
     guides: list[Any] = field(default_factory=list)  # guide configs (hiresflow.guides.*Config)
     guidance: float | None = None  # Flux guidance / CFG scale; None = model default
     denoiser: Any = None  # None = one global model call; else e.g. DemoFusion's MultiViewConfig
+    patches: list[Any] = field(default_factory=list)  # model patch configs (hiresflow.patches.*Config)
     name: str = ""
 
 

@@ -17,7 +17,7 @@ from .guides.hiflow import HiFlowConfig
 from .guides.imax import ProjectedFlowConfig
 from .guides.skip_residual import SkipResidualConfig
 from .models.base import FlowModel, LatentGeometry
-from .flow.schedule import validate_steps
+from .flow.schedule import resolution_shift, validate_steps
 from .plan import InitSpec, Plan, ScheduleSpec, SharpenSpec, Stage, UpscaleSpec, check_fraction
 
 __all__ = ["Recipe", "RECIPES", "build_plan", "resolve_sizes", "cascade_sizes", "recipe_params"]
@@ -89,6 +89,37 @@ def _native_stage(model: FlowModel, native, steps: int | None, shift: float | No
                  guidance=guidance, name="native")
 
 
+def dit_patches(model: FlowModel, *, ntk: float = 1.0, pi_floor: bool = False, proportional_attention: bool = False,
+                text_duplication: bool = False, shifted_patches: bool = False,
+                windowed_attention: float | None = None) -> list:
+    """The DiT inference toolkit for a high-resolution stage, limited to what the model family supports.
+
+    Flux: all of them. SD3: text duplication, shifted patches and the positional-embedding extension (added by
+    the SD3 adapter itself). U-Nets: none (their patches are separate)."""
+    from .patches.attention import ProportionalAttentionConfig
+    from .patches.rope import RopeScalingConfig
+    from .patches.shifted_patches import ShiftedPatchesConfig
+    from .patches.text_dup import TextDuplicationConfig
+    from .patches.windowed_attention import WindowedAttentionConfig
+
+    fam = model.family
+    out: list = []
+    if fam not in ("flux", "sd3"):
+        return out
+    if text_duplication:
+        out.append(TextDuplicationConfig())
+    if shifted_patches:
+        out.append(ShiftedPatchesConfig())
+    if fam == "flux":
+        if ntk != 1.0 or pi_floor:
+            out.append(RopeScalingConfig(ntk=ntk, pi_floor=pi_floor))
+        if proportional_attention:
+            out.append(ProportionalAttentionConfig())
+        if windowed_attention is not None:
+            out.append(WindowedAttentionConfig(start=windowed_attention))
+    return out
+
+
 def _embedded(model: FlowModel, values):
     """Official per-stage Flux guidance values apply to models with a Flux guidance embedding only."""
     return values if model.guidance_kind == "embedded" else None
@@ -142,13 +173,17 @@ def hiflow(model: FlowModel, native, target, base_steps: int = 30, stage_steps=H
            acceleration: bool = True, initialization: bool = True, weight_schedule: str = "step",
            filter: str = "butterworth", order: int = 4, cutoff: float = 0.2, dwt_level: int = 1,
            reference_space: str = "latent", shift_size: str = "native", guidance: float | None = None,
-           stage_guidance=None) -> Plan:
+           stage_guidance=None, ntk: float = 10.0, pi_floor: bool = False, proportional_attention: bool = True,
+           text_duplication: bool = False, shifted_patches: bool = True,
+           windowed_attention: float | None = None) -> Plan:
     """HiFlow cascade (×2, ×4, …) with A_i, A_d, A_a; official defaults (hiflow.md §5).
 
     Every stage runs the last N_s entries of the base `base_steps` grid computed at the native size (official;
     τ = 0.783 / 0.612 for N_s = 16 / 10 on Flux-dev); shift_size="stage" recomputes the grid per stage.
     init="official" noises the upsampled, sharpened final image (VAE mode); init="paper" noises the reference
     x̂0 at τ. initialization=False drops A_i: the stage starts from pure noise over the full grid.
+    Model side (DiT families, hiflow.md §3.4): NTK×10 without PI floor, proportional attention and shifted
+    patchification on every cascade stage; text duplication off (as the released script).
     """
     if init not in ("official", "paper"):
         raise ValueError(f"init must be 'official' or 'paper', got {init!r}")
@@ -169,20 +204,35 @@ def hiflow(model: FlowModel, native, target, base_steps: int = 30, stage_steps=H
         g = HiFlowConfig(alpha=float(_per_stage(alpha, j)), beta=float(_per_stage(beta, j)), direction=direction,
                          acceleration=acceleration, weight_schedule=weight_schedule, filter=filter, order=order,
                          cutoff=float(_per_stage(cutoff, j)), dwt_level=dwt_level, reference_space=reference_space)
-        stages.append(Stage(size=size, schedule=sched, init=ini, guides=[g],
-                            guidance=_per_stage(stage_guidance, j), name=f"hiflow{j + 1}"))
+        patches = dit_patches(model, ntk=float(_per_stage(ntk, j)), pi_floor=pi_floor,
+                              proportional_attention=proportional_attention, text_duplication=text_duplication,
+                              shifted_patches=shifted_patches, windowed_attention=windowed_attention)
+        stages.append(Stage(size=size, schedule=sched, init=ini, guides=[g], guidance=_per_stage(stage_guidance, j),
+                            patches=patches, name=f"hiflow{j + 1}"))
     return Plan("hiflow", stages)
 
 
 def imax(model: FlowModel, native, target, steps: int = 30, hires_steps: int = 30, shift: float = 3.0,
-         hires_shift: float = 6.0, schedule: str = "cosine_decay", dwt_level: int = 1, projection_scale: float = 1.0,
-         guidance: float | None = None, hires_guidance: float | None = None) -> Plan:
+         hires_shift: float | str = 6.0, schedule: str = "cosine_decay", dwt_level: int = 1,
+         projection_scale: float = 1.0, guidance: float | None = None, hires_guidance: float | None = None,
+         ntk: float = 10.0, pi_floor: bool = True, proportional_attention: bool = True,
+         text_duplication: bool = True, shifted_patches: bool = True,
+         windowed_attention: float | None = None) -> Plan:
     """I-Max: native pass, then one pass at the target from pure noise with projected flow toward the upsampled
     native result (README defaults: 30/30 steps, shifts 3/6, cosine_decay, DWT level 1, posterior sample).
-    The model-side toolkit (NTK RoPE, proportional attention, text duplication) is applied by the DiT patches."""
+    Model side on the high-resolution pass (imax.md §3): NTK×10 with the PI floor, proportional attention, text
+    duplication with grid ids, shifted patchification. hires_shift="auto" uses the paper's s* = 1.5·scale
+    (the code's fixed 6 equals it at 4×)."""
     if hires_guidance is None and model.guidance_kind == "embedded":
         hires_guidance = 7.0
-    hi = Stage(size=target, schedule=ScheduleSpec(steps=hires_steps, shift=hires_shift),
+    if hires_shift == "auto":
+        hires_shift = resolution_shift(1.0, max(target[0] / native[0], target[1] / native[1]), factor=1.5)
+    elif isinstance(hires_shift, str):
+        raise ValueError(f"hires_shift must be a number or 'auto', got {hires_shift!r}")
+    patches = dit_patches(model, ntk=ntk, pi_floor=pi_floor, proportional_attention=proportional_attention,
+                          text_duplication=text_duplication, shifted_patches=shifted_patches,
+                          windowed_attention=windowed_attention)
+    hi = Stage(size=target, schedule=ScheduleSpec(steps=hires_steps, shift=hires_shift), patches=patches,
                init=InitSpec("noise", "pixel", "bicubic", None, "sample"),
                guides=[ProjectedFlowConfig(schedule=schedule, dwt_level=dwt_level, scale=projection_scale)],
                guidance=hires_guidance, name="imax")
@@ -283,7 +333,8 @@ def build_plan(name: str, model: FlowModel, *, scale: float | None = None, size:
     valid = recipe_params(name)
     unknown = sorted(set(params) - set(valid))
     if unknown:
-        raise ValueError(f"recipe {name!r} has no parameter {', '.join(unknown)}; valid: {', '.join(valid)}")
+        raise ValueError(f"recipe {name!r} has no parameter {', '.join(unknown)}; "
+                         f"list them with `hiresflow recipes --params {name}`")
     native, target = resolve_sizes(model.geometry, scale, tuple(size) if size is not None else None)
     plan = recipe.fn(model, native, target, **params)
     plan.params = {"scale": scale, "size": list(target), **{k: params.get(k, v) for k, v in valid.items()}}

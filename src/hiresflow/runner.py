@@ -17,6 +17,7 @@ from .flow.filters import random_unsharp_mask
 from .flow.sampler import sample
 from .guides.base import StageEnv, StageResult, resize_image, resize_latent
 from .models.base import FlowModel
+from .patches.base import compose_patches
 from .plan import Plan, Stage
 
 __all__ = ["RunResult", "run_plan", "stage_seed", "stage_sigmas"]
@@ -117,8 +118,13 @@ def run_plan(
                        first=results[0] if results else None, upsampled=up, upsampled_image=up_img)
         guides = [g.build(env) for g in stage.guides]
 
-        def base_velocity(xx, ctx, _g=stage.guidance):
-            return model.velocity(xx, ctx.sigma, cond, guidance=_g, ctx=ctx)
+        def core(xx, ctx, c, _g=stage.guidance):
+            return model.velocity(xx, ctx.sigma, c, guidance=_g, ctx=ctx)
+
+        patched = compose_patches(core, [p.build(env) for p in stage.patches])
+
+        def base_velocity(xx, ctx, _f=patched):
+            return _f(xx, ctx, cond)
 
         velocity_fn = stage.denoiser.build(env, base_velocity) if stage.denoiser is not None else base_velocity
         desc = f"{plan.recipe} stage {s} {stage.size[1]}x{stage.size[0]}"

@@ -34,6 +34,7 @@ def unguided(plan):
 
 
 HIFLOW = dict(base_steps=6, stage_steps=(4,))
+NO_PATCHES = dict(ntk=1.0, proportional_attention=False, shifted_patches=False)
 
 
 def test_hiflow_zero_weights_is_the_unguided_run(flux):
@@ -44,7 +45,7 @@ def test_hiflow_zero_weights_is_the_unguided_run(flux):
 
 
 def test_hiflow_zero_weights_with_official_init_equals_sdedit(flux):
-    p = build_plan("hiflow", flux, scale=2, alpha=0.0, beta=0.0, **HIFLOW)
+    p = build_plan("hiflow", flux, scale=2, alpha=0.0, beta=0.0, **HIFLOW, **NO_PATCHES)
     q = build_plan("sdedit", flux, scale=2, steps=6, start=2, sharpen=True, shift_size="native",
                    stage_guidance=p.stages[1].guidance)
     a, b = run(flux, p), run(flux, q)
