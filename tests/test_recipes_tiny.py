@@ -1,4 +1,4 @@
-"""Every recipe on tiny random Flux, SD and SDXL pipelines at 2×, 4× and a non-square size."""
+"""Every recipe on tiny random Flux, SD, SDXL and SD3 pipelines at 2×, 4× and a non-square size."""
 
 import pytest
 import torch
@@ -21,9 +21,9 @@ SIZES = {"2x": dict(scale=2), "4x": dict(scale=4), "wide": dict(size=(128, 192))
 
 
 @pytest.fixture(scope="module")
-def models(tiny_flux, tiny_sd, tiny_sdxl):
+def models(tiny_flux, tiny_sd, tiny_sdxl, tiny_sd3):
     return {name: wrap_pipeline(p, name, native=64) for name, p in
-            (("flux", tiny_flux), ("sd", tiny_sd), ("sdxl", tiny_sdxl))}
+            (("flux", tiny_flux), ("sd", tiny_sd), ("sdxl", tiny_sdxl), ("sd3", tiny_sd3))}
 
 
 def test_registry_has_the_field():
@@ -32,7 +32,7 @@ def test_registry_has_the_field():
 
 @pytest.mark.parametrize("size", list(SIZES))
 @pytest.mark.parametrize("recipe", list(FAST))
-@pytest.mark.parametrize("family", ["flux", "sd", "sdxl"])
+@pytest.mark.parametrize("family", ["flux", "sd", "sdxl", "sd3"])
 def test_recipe_runs(models, family, recipe, size):
     model = models[family]
     plan = build_plan(recipe, model, **SIZES[size], **FAST[recipe])

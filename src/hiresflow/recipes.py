@@ -94,10 +94,11 @@ def dit_patches(model: FlowModel, *, ntk: float = 1.0, pi_floor: bool = False, p
                 windowed_attention: float | None = None) -> list:
     """The DiT inference toolkit for a high-resolution stage, limited to what the model family supports.
 
-    Flux: all of them. SD3: text duplication, shifted patches and the positional-embedding extension (added by
-    the SD3 adapter itself). U-Nets: none (their patches are separate)."""
+    Flux: all of them. SD3: text duplication, shifted patches, proportional attention (query scaling) and the
+    positional-embedding extension (position interpolation). U-Nets: none (their patches are separate)."""
     from .patches.attention import ProportionalAttentionConfig
     from .patches.rope import RopeScalingConfig
+    from .patches.sd3 import SD3PositionConfig, SD3ProportionalAttentionConfig
     from .patches.shifted_patches import ShiftedPatchesConfig
     from .patches.text_dup import TextDuplicationConfig
     from .patches.windowed_attention import WindowedAttentionConfig
@@ -110,6 +111,10 @@ def dit_patches(model: FlowModel, *, ntk: float = 1.0, pi_floor: bool = False, p
         out.append(TextDuplicationConfig())
     if shifted_patches:
         out.append(ShiftedPatchesConfig())
+    if fam == "sd3":
+        out.append(SD3PositionConfig())
+        if proportional_attention:
+            out.append(SD3ProportionalAttentionConfig())
     if fam == "flux":
         if ntk != 1.0 or pi_floor:
             out.append(RopeScalingConfig(ntk=ntk, pi_floor=pi_floor))

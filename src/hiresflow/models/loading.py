@@ -1,7 +1,7 @@
 """Load a FlowModel from a short name, a local diffusers folder or a model-hub id.
 
 Short names: `tiny-flux` and `tiny-sd` are the embedded models shipped inside the package (trained on the
-reference world); `random-tiny-flux`, `random-tiny-sd`, `random-tiny-sdxl` are untrained random-weight
+reference world); `random-tiny-flux`, `random-tiny-sd`, `random-tiny-sdxl`, `random-tiny-sd3` are untrained random-weight
 pipelines built in memory (plumbing demos and tests). Anything else goes to `DiffusionPipeline.from_pretrained`.
 A folder may hold `hiresflow.json` with {"native_size": N} to state the resolution the model was trained at.
 """
@@ -19,8 +19,8 @@ __all__ = ["load_model", "load_pipeline", "wrap_pipeline", "EMBEDDED_DIR", "MODE
 
 EMBEDDED_DIR = Path(__file__).resolve().parent.parent / "embedded"
 EMBEDDED = {"tiny-flux": "tiny-flux", "tiny-sd": "tiny-sd"}
-RANDOM = {"random-tiny-flux": "flux", "random-tiny-sd": "sd", "random-tiny-sdxl": "sdxl"}
-RANDOM_NATIVE = {"flux": 64, "sd": 64, "sdxl": 128}
+RANDOM = {"random-tiny-flux": "flux", "random-tiny-sd": "sd", "random-tiny-sdxl": "sdxl", "random-tiny-sd3": "sd3"}
+RANDOM_NATIVE = {"flux": 64, "sd": 64, "sdxl": 128, "sd3": 128}
 MODEL_NAMES = tuple(EMBEDDED) + tuple(RANDOM)
 
 
@@ -38,12 +38,16 @@ def wrap_pipeline(pipe, name: str = "model", native: int | None = None) -> FlowM
         from .flux import FluxFlowModel
 
         model = FluxFlowModel(pipe, name=name)
+    elif cls.startswith("StableDiffusion3"):
+        from .sd3 import SD3FlowModel
+
+        model = SD3FlowModel(pipe, name=name)
     elif cls.startswith("StableDiffusionXL") or cls.startswith("StableDiffusion") and hasattr(pipe, "unet"):
         from .sd import SDFlowModel
 
         model = SDFlowModel(pipe, name=name)
     else:
-        raise ValueError(f"unsupported pipeline {cls} for {name!r}; hiresflow supports Flux, SD 1.x/2.x and SDXL")
+        raise ValueError(f"unsupported pipeline {cls} for {name!r}; hiresflow supports Flux, SD3, SD 1.x/2.x and SDXL")
     if native:
         from dataclasses import replace
 
@@ -56,8 +60,7 @@ def load_pipeline(name_or_path: str, dtype: torch.dtype | None = None):
     if name_or_path in RANDOM:
         from . import tiny
 
-        builder = {"flux": tiny.tiny_flux_pipeline, "sd": tiny.tiny_sd_pipeline, "sdxl": tiny.tiny_sdxl_pipeline}
-        pipe = builder[RANDOM[name_or_path]]()
+        pipe = tiny.tiny_pipeline(RANDOM[name_or_path])
         return pipe, RANDOM_NATIVE[RANDOM[name_or_path]]
     if name_or_path in EMBEDDED:
         folder = EMBEDDED_DIR / EMBEDDED[name_or_path]

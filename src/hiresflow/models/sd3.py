@@ -1,0 +1,92 @@
+"""Adapter for diffusers `StableDiffusion3Pipeline` (MMDiT with a learned/cropped 2-D positional embedding).
+
+SD3 is a rectified flow in our convention: the transformer is called with timestep 1000·σ and predicts
+v = ε − x0 on unpacked latents [B, 16, h, w] (it patchifies internally, patch 2). Classifier-free guidance is
+one batched call: v = v_u + w·(v_c − v_u). σ grids: the scheduler's static shift (3.0 for SD3-medium), or its
+dynamic μ rule when the config enables it, computed by `hiresflow.flow.schedule`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from ..flow.sampler import StepContext
+from ..flow.schedule import FluxShiftConfig, flow_sigmas, flux_mu
+from .base import FlowModel, LatentGeometry, VaeCodec
+
+__all__ = ["SD3FlowModel", "SD3Cond"]
+
+
+@dataclass
+class SD3Cond:
+    prompt_embeds: torch.Tensor
+    negative_embeds: torch.Tensor
+    pooled: torch.Tensor
+    negative_pooled: torch.Tensor
+
+
+class SD3FlowModel(FlowModel):
+    family = "sd3"
+    guidance_kind = "cfg"
+    default_guidance = 7.0
+    default_steps = 28
+
+    def __init__(self, pipe, name: str = "sd3", native: int | None = None, max_sequence_length: int = 256):
+        self.pipe = pipe
+        self.name = name
+        self.transformer = pipe.transformer
+        cfg = self.transformer.config
+        vae_scale = 2 ** (len(pipe.vae.config.block_out_channels) - 1)
+        side = native or int(cfg.sample_size) * vae_scale
+        self.geometry = LatentGeometry(channels=int(cfg.in_channels), vae_scale=vae_scale, patch=int(cfg.patch_size),
+                                       native=(side, side))
+        self.codec = VaeCodec(pipe.vae)
+        sc = pipe.scheduler.config
+        self.dynamic_shift = bool(sc.get("use_dynamic_shifting", False))
+        self.static_shift = float(sc.get("shift", 3.0))
+        self.shift_config = FluxShiftConfig(int(sc.get("base_image_seq_len", 256)), int(sc.get("max_image_seq_len", 4096)),
+                                            float(sc.get("base_shift", 0.5)), float(sc.get("max_shift", 1.15)))
+        tok3 = getattr(pipe, "tokenizer_3", None)
+        self.max_sequence_length = min(max_sequence_length, int(tok3.model_max_length)) if tok3 is not None \
+            else max_sequence_length
+
+    @property
+    def device(self) -> torch.device:
+        return self.transformer.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.transformer.dtype
+
+    @torch.no_grad()
+    def encode_prompt(self, prompt: str, negative_prompt: str = "") -> SD3Cond:
+        pe, ne, pooled, npooled = self.pipe.encode_prompt(
+            prompt=prompt, prompt_2=None, prompt_3=None, device=self.device, num_images_per_prompt=1,
+            do_classifier_free_guidance=True, negative_prompt=negative_prompt or None,
+            max_sequence_length=self.max_sequence_length,
+        )
+        return SD3Cond(pe, ne, pooled, npooled)
+
+    def schedule(self, steps, size, *, shift=None, mu=None) -> torch.Tensor:
+        if mu is None and shift is None:
+            if self.dynamic_shift:
+                p = self.geometry.multiple
+                mu = flux_mu((size[0] // p) * (size[1] // p), self.shift_config)
+            else:
+                shift = self.static_shift
+        return flow_sigmas(steps, shift=shift, mu=mu)
+
+    @torch.no_grad()
+    def velocity(self, x, sigma, cond: SD3Cond, *, guidance=None, ctx: StepContext | None = None):
+        b = x.shape[0]
+        scale = self.default_guidance if guidance is None else float(guidance)
+        text = torch.cat([cond.negative_embeds.expand(b, -1, -1), cond.prompt_embeds.expand(b, -1, -1)])
+        pooled = torch.cat([cond.negative_pooled.expand(b, -1), cond.pooled.expand(b, -1)])
+        t = torch.full((2 * b,), 1000.0 * sigma, device=self.device, dtype=self.dtype)
+        out = self.transformer(hidden_states=torch.cat([x, x]).to(self.dtype), timestep=t,
+                               encoder_hidden_states=text.to(self.dtype), pooled_projections=pooled.to(self.dtype),
+                               return_dict=False)[0].float()
+        v_u, v_c = out.chunk(2)
+        return v_u + scale * (v_c - v_u)
