@@ -96,3 +96,18 @@ def test_load_model_from_folder_reads_native_size(tiny_flux_dir, tmp_path):
     assert model.geometry.native == (96, 96) and model.family == "flux"
     plan = build_plan("sdedit", model, scale=2, steps=3)
     assert plan.target_size == (192, 192)
+
+
+@pytest.mark.parametrize("recipe", ["hiflow", "freescale", "demofusion", "diffusehigh"])
+def test_explicit_stage_sizes_non_square(models, recipe):
+    model = models["flux"]
+    sizes = [(96, 128), (128, 192)]
+    plan = build_plan(recipe, model, stage_sizes=sizes, **FAST[recipe])
+    assert [st.size for st in plan.stages[1:]] == sizes
+    assert plan.stages[0].size == (48, 80)  # native keeps the target's aspect ratio
+    res = run_plan(model, plan, "a lake", seed=0)
+    assert res.image.shape[-2:] == (128, 192)
+    with pytest.raises(ValueError, match="must grow"):
+        build_plan(recipe, model, stage_sizes=[(128, 192), (96, 128), (128, 192)])
+    with pytest.raises(ValueError, match="must end at the target"):
+        build_plan(recipe, model, size=(256, 256), stage_sizes=sizes)

@@ -71,6 +71,23 @@ def cascade_sizes(geometry: LatentGeometry, native, target, ratio: float = 2.0, 
     return out
 
 
+def _stages(model: FlowModel, native, target, stage_sizes, additive: bool = False) -> list[tuple[int, int]]:
+    """The cascade's stage sizes: `stage_sizes` as given (validated, growing, ending at the target), else the
+    recipe's own progression."""
+    if stage_sizes is None:
+        return cascade_sizes(model.geometry, native, target, additive=additive)
+    sizes = [(int(s[0]), int(s[1])) for s in stage_sizes]
+    if not sizes or sizes[-1] != tuple(target):
+        raise ValueError(f"stage_sizes must end at the target size {target[1]}x{target[0]} (given as (H, W) pairs)")
+    prev = native
+    for h, w in sizes:
+        model.geometry.validate(h, w)
+        if h * w <= prev[0] * prev[1]:
+            raise ValueError(f"stage_sizes must grow stage by stage; {w}x{h} is not larger than {prev[1]}x{prev[0]}")
+        prev = (h, w)
+    return sizes
+
+
 def _steps(model: FlowModel, steps: int | None) -> int:
     """The given step count (validated) or the model's default."""
     return model.default_steps if steps is None else validate_steps(steps)
@@ -180,7 +197,7 @@ def hiflow(model: FlowModel, native, target, base_steps: int = 30, stage_steps=H
            reference_space: str = "latent", shift_size: str = "native", guidance: float | None = None,
            stage_guidance=None, ntk: float = 10.0, pi_floor: bool = False, proportional_attention: bool = True,
            text_duplication: bool = False, shifted_patches: bool = True,
-           windowed_attention: float | None = None) -> Plan:
+           windowed_attention: float | None = None, stage_sizes=None) -> Plan:
     """HiFlow cascade (×2, ×4, …) with A_i, A_d, A_a; official defaults (hiflow.md §5).
 
     Every stage runs the last N_s entries of the base `base_steps` grid computed at the native size (official;
@@ -195,7 +212,7 @@ def hiflow(model: FlowModel, native, target, base_steps: int = 30, stage_steps=H
     if stage_guidance is None:
         stage_guidance = _embedded(model, HIFLOW_FLUX_GUIDANCE)
     stages = [_native_stage(model, native, base_steps, guidance=guidance)]
-    for j, size in enumerate(cascade_sizes(model.geometry, native, target)):
+    for j, size in enumerate(_stages(model, native, target, stage_sizes)):
         n_s = int(_per_stage(stage_steps, j))
         if not 0 < n_s <= base_steps:
             raise ValueError(f"stage_steps must lie in [1, base_steps={base_steps}], got {n_s}")
@@ -247,12 +264,12 @@ def imax(model: FlowModel, native, target, steps: int = 30, hires_steps: int = 3
 def demofusion(model: FlowModel, native, target, steps: int | None = None, c1_scale: float = 3.0,
                c2_scale: float = 1.0, c3_scale: float = 1.0, sigma: float = 1.0, view_stride: int | None = None,
                view_batch: int = 16, jitter: bool = True, dilated: bool = True, skip_residual: bool = True,
-               mean_std_reset: bool = True, guidance: float | None = None) -> Plan:
+               mean_std_reset: bool = True, guidance: float | None = None, stage_sizes=None) -> Plan:
     """DemoFusion progressive phases (+1 native per phase), latent bicubic upsampling, all steps rerun per phase,
     skip residual (c1), dilated sampling (c2), Gaussian filter (c3), MultiDiffusion views, mean/std reset."""
     n = _steps(model, steps)
     stages = [_native_stage(model, native, n, guidance=guidance)]
-    for j, size in enumerate(cascade_sizes(model.geometry, native, target, additive=True)):
+    for j, size in enumerate(_stages(model, native, target, stage_sizes, additive=True)):
         guides = [SkipResidualConfig(c1_scale, 1.0 if skip_residual else 0.0), MeanStdResetConfig(mean_std_reset)]
         den = MultiViewConfig(stride=view_stride, jitter=jitter, view_batch=view_batch, dilated=dilated,
                               c2_scale=c2_scale, c3_scale=c3_scale, sigma=sigma)
@@ -262,7 +279,7 @@ def demofusion(model: FlowModel, native, target, steps: int | None = None, c1_sc
 
 
 def freescale(model: FlowModel, native, target, steps: int | None = None, restart: float = 0.3,
-              cosine_scale: float = 2.0, guidance: float | None = None) -> Plan:
+              cosine_scale: float = 2.0, guidance: float | None = None, stage_sizes=None) -> Plan:
     """FreeScale tailored self-cascade (×2, ×4): pixel-space upsampling with a posterior sample, restart at
     int(restart·N), skip residual with cf^cosine_scale. Dilated convolution, scale fusion and FreeU are U-Net
     patches (not part of this cascade recipe)."""
@@ -270,7 +287,7 @@ def freescale(model: FlowModel, native, target, steps: int | None = None, restar
         raise ValueError(f"restart must lie in [0, 1), got {restart!r}; e.g. restart=0.3")
     n = _steps(model, steps)
     stages = [_native_stage(model, native, n, guidance=guidance)]
-    for j, size in enumerate(cascade_sizes(model.geometry, native, target)):
+    for j, size in enumerate(_stages(model, native, target, stage_sizes)):
         stages.append(Stage(size=size, schedule=ScheduleSpec(steps=n, start=int(restart * n)),
                             init=InitSpec("upsampled", "pixel", "bicubic", None, "sample"),
                             guides=[SkipResidualConfig(cosine_scale)], guidance=guidance, name=f"freescale{j + 1}"))
@@ -279,14 +296,14 @@ def freescale(model: FlowModel, native, target, steps: int | None = None, restar
 
 def diffusehigh(model: FlowModel, native, target, steps: int | None = None, noising: float = 0.3,
                 dwt_steps: int = 5, dwt_level: int = 1, space: str = "pixel", sharpen: bool = True,
-                guidance: float | None = None) -> Plan:
+                guidance: float | None = None, stage_sizes=None) -> Plan:
     """DiffuseHigh: +1 native per stage; upsample + sharpen the image, re-noise to the last int(noising·N)
     steps (15 of 50), swap the DWT low band of x̂0 for the first `dwt_steps` steps."""
     check_fraction("noising", noising)
     n = _steps(model, steps)
     k = max(1, min(n, round(noising * n)))
     stages = [_native_stage(model, native, n, guidance=guidance)]
-    for j, size in enumerate(cascade_sizes(model.geometry, native, target, additive=True)):
+    for j, size in enumerate(_stages(model, native, target, stage_sizes, additive=True)):
         stages.append(Stage(size=size, schedule=ScheduleSpec(steps=n, start=n - k),
                             init=InitSpec("upsampled", "pixel", "bicubic", SharpenSpec() if sharpen else None, "mode"),
                             guides=[StructureGuidanceConfig(dwt_steps, dwt_level, space)], guidance=guidance,
@@ -336,6 +353,8 @@ def build_plan(name: str, model: FlowModel, *, scale: float | None = None, size:
     """Build the named recipe's Plan for `model` at `scale` (×native) or `size` = (H, W)."""
     recipe = _get(name)
     valid = recipe_params(name)
+    if params.get("stage_sizes") and size is None and scale is None:
+        size = tuple(params["stage_sizes"][-1])
     unknown = sorted(set(params) - set(valid))
     if unknown:
         raise ValueError(f"recipe {name!r} has no parameter {', '.join(unknown)}; "
