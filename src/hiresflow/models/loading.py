@@ -24,14 +24,19 @@ RANDOM_NATIVE = {"flux": 64, "sd": 64, "sdxl": 128, "sd3": 128}
 MODEL_NAMES = tuple(EMBEDDED) + tuple(RANDOM)
 
 
-def _read_native(folder: Path) -> int | None:
+def read_model_card(folder: Path) -> dict:
+    """`hiresflow.json` of a pipeline folder: native_size, and optionally guidance and steps defaults."""
     meta = folder / "hiresflow.json"
-    if meta.is_file():
-        return int(json.loads(meta.read_text()).get("native_size", 0)) or None
-    return None
+    if not meta.is_file():
+        return {}
+    try:
+        card = json.loads(meta.read_text())
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{meta} is not valid JSON ({err.msg}); fix or delete it") from None
+    return card if isinstance(card, dict) else {}
 
 
-def wrap_pipeline(pipe, name: str = "model", native: int | None = None) -> FlowModel:
+def wrap_pipeline(pipe, name: str = "model", native: int | None = None, card: dict | None = None) -> FlowModel:
     """Choose the adapter for a diffusers pipeline object."""
     cls = type(pipe).__name__
     if cls.startswith("Flux"):
@@ -48,20 +53,26 @@ def wrap_pipeline(pipe, name: str = "model", native: int | None = None) -> FlowM
         model = SDFlowModel(pipe, name=name)
     else:
         raise ValueError(f"unsupported pipeline {cls} for {name!r}; hiresflow supports Flux, SD3, SD 1.x/2.x and SDXL")
+    card = card or {}
+    native = native or card.get("native_size")
     if native:
         from dataclasses import replace
 
-        model.geometry = replace(model.geometry, native=(native, native))
+        model.geometry = replace(model.geometry, native=(int(native), int(native)))
+    if card.get("guidance") is not None:
+        model.default_guidance = float(card["guidance"])
+    if card.get("steps") is not None:
+        model.default_steps = int(card["steps"])
     return model
 
 
 def load_pipeline(name_or_path: str, dtype: torch.dtype | None = None):
-    """The diffusers pipeline behind `name_or_path` and its native size (None = the family's default)."""
+    """The diffusers pipeline behind `name_or_path` and its model card (`hiresflow.json`, {} if none)."""
     if name_or_path in RANDOM:
         from . import tiny
 
         pipe = tiny.tiny_pipeline(RANDOM[name_or_path])
-        return pipe, RANDOM_NATIVE[RANDOM[name_or_path]]
+        return pipe, {"native_size": RANDOM_NATIVE[RANDOM[name_or_path]]}
     if name_or_path in EMBEDDED:
         folder = EMBEDDED_DIR / EMBEDDED[name_or_path]
         if not (folder / "model_index.json").is_file():
@@ -83,15 +94,15 @@ def load_pipeline(name_or_path: str, dtype: torch.dtype | None = None):
             f"cannot load model {name_or_path!r}: not a local diffusers folder and the model hub could not provide "
             f"it ({type(err).__name__}); pass a folder or one of {', '.join(MODEL_NAMES)}"
         ) from None
-    return pipe, _read_native(path) if path.is_dir() else None
+    return pipe, read_model_card(path) if path.is_dir() else {}
 
 
 def load_model(name_or_path: str, device: str | torch.device | None = None,
                dtype: torch.dtype | None = None) -> FlowModel:
     """Load and wrap; device defaults to CUDA when available."""
-    pipe, native = load_pipeline(name_or_path, dtype)
+    pipe, card = load_pipeline(name_or_path, dtype)
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     pipe.to(device)
     if hasattr(pipe, "set_progress_bar_config"):
         pipe.set_progress_bar_config(disable=True)
-    return wrap_pipeline(pipe, name=name_or_path, native=native)
+    return wrap_pipeline(pipe, name=name_or_path, card=card)
