@@ -14,8 +14,8 @@ from functools import lru_cache
 import torch
 
 from ..flow.sampler import StepContext
-from ..flow.schedule import FluxShiftConfig, flow_sigmas, flux_mu
-from .base import FlowModel, LatentGeometry, VaeCodec
+from .base import LatentGeometry, VaeCodec
+from .dit import DiTFlowModel
 
 __all__ = ["FluxFlowModel", "FluxCond", "pack_latents", "unpack_latents", "image_ids"]
 
@@ -56,7 +56,7 @@ class FluxCond:
     negative: "FluxCond | None" = None
 
 
-class FluxFlowModel(FlowModel):
+class FluxFlowModel(DiTFlowModel):
     family = "flux"
 
     def __init__(self, pipe, name: str = "flux", max_sequence_length: int | None = None):
@@ -68,27 +68,11 @@ class FluxFlowModel(FlowModel):
         native = int(getattr(pipe, "default_sample_size", 128)) * vae_scale
         self.geometry = LatentGeometry(channels=latent_ch, vae_scale=vae_scale, patch=2, native=(native, native))
         self.codec = VaeCodec(pipe.vae)
-        sc = pipe.scheduler.config
-        self.dynamic_shift = bool(sc.get("use_dynamic_shifting", False))
-        self.static_shift = float(sc.get("shift", 1.0))
-        self.shift_config = FluxShiftConfig(
-            base_seq_len=int(sc.get("base_image_seq_len", 256)),
-            max_seq_len=int(sc.get("max_image_seq_len", 4096)),
-            base_shift=float(sc.get("base_shift", 0.5)),
-            max_shift=float(sc.get("max_shift", 1.15)),
-        )
+        self._read_scheduler(pipe.scheduler.config, default_shift=1.0)
         self.embedded_guidance = bool(self.transformer.config.guidance_embeds)
         self.guidance_kind = "embedded" if self.embedded_guidance else "cfg"
         self.default_guidance = 3.5 if self.embedded_guidance else 1.0
         self.max_sequence_length = max_sequence_length or min(512, int(pipe.tokenizer_2.model_max_length))
-
-    @property
-    def device(self) -> torch.device:
-        return self.transformer.device
-
-    @property
-    def dtype(self) -> torch.dtype:
-        return self.transformer.dtype
 
     @torch.no_grad()
     def _encode(self, prompt: str) -> FluxCond:
@@ -103,21 +87,6 @@ class FluxFlowModel(FlowModel):
         if not self.embedded_guidance:
             cond.negative = self._encode(negative_prompt)
         return cond
-
-    def image_seq_len(self, size: tuple[int, int]) -> int:
-        h, w = size
-        p = self.geometry.multiple
-        return (h // p) * (w // p)
-
-    def schedule(self, steps, size, *, shift=None, mu=None) -> torch.Tensor:
-        """Explicit `mu`/`shift` win; otherwise the scheduler's rule: dynamic μ from the token count of
-        `size` (FLUX.1-dev) or its static shift (FLUX.1-schnell and our embedded model)."""
-        if mu is None and shift is None:
-            if self.dynamic_shift:
-                mu = flux_mu(self.image_seq_len(size), self.shift_config)
-            else:
-                shift = self.static_shift
-        return flow_sigmas(steps, shift=shift, mu=mu)
 
     def _call(self, x, sigma, cond: FluxCond, guidance, ctx, kwargs=None) -> torch.Tensor:
         b, _, h, w = x.shape

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 import torch
 
 from ..flow.sampler import StepContext
-from ..flow.schedule import FluxShiftConfig, flow_sigmas, flux_mu
-from .base import FlowModel, LatentGeometry, VaeCodec
+from .base import LatentGeometry, VaeCodec
+from .dit import DiTFlowModel
 
 __all__ = ["SD3FlowModel", "SD3Cond"]
 
@@ -27,7 +27,7 @@ class SD3Cond:
     negative_pooled: torch.Tensor
 
 
-class SD3FlowModel(FlowModel):
+class SD3FlowModel(DiTFlowModel):
     family = "sd3"
     guidance_kind = "cfg"
     default_guidance = 7.0
@@ -43,22 +43,10 @@ class SD3FlowModel(FlowModel):
         self.geometry = LatentGeometry(channels=int(cfg.in_channels), vae_scale=vae_scale, patch=int(cfg.patch_size),
                                        native=(side, side))
         self.codec = VaeCodec(pipe.vae)
-        sc = pipe.scheduler.config
-        self.dynamic_shift = bool(sc.get("use_dynamic_shifting", False))
-        self.static_shift = float(sc.get("shift", 3.0))
-        self.shift_config = FluxShiftConfig(int(sc.get("base_image_seq_len", 256)), int(sc.get("max_image_seq_len", 4096)),
-                                            float(sc.get("base_shift", 0.5)), float(sc.get("max_shift", 1.15)))
+        self._read_scheduler(pipe.scheduler.config, default_shift=3.0)
         tok3 = getattr(pipe, "tokenizer_3", None)
         self.max_sequence_length = min(max_sequence_length, int(tok3.model_max_length)) if tok3 is not None \
             else max_sequence_length
-
-    @property
-    def device(self) -> torch.device:
-        return self.transformer.device
-
-    @property
-    def dtype(self) -> torch.dtype:
-        return self.transformer.dtype
 
     @torch.no_grad()
     def encode_prompt(self, prompt: str, negative_prompt: str = "") -> SD3Cond:
@@ -68,15 +56,6 @@ class SD3FlowModel(FlowModel):
             max_sequence_length=self.max_sequence_length,
         )
         return SD3Cond(pe, ne, pooled, npooled)
-
-    def schedule(self, steps, size, *, shift=None, mu=None) -> torch.Tensor:
-        if mu is None and shift is None:
-            if self.dynamic_shift:
-                p = self.geometry.multiple
-                mu = flux_mu((size[0] // p) * (size[1] // p), self.shift_config)
-            else:
-                shift = self.static_shift
-        return flow_sigmas(steps, shift=shift, mu=mu)
 
     @torch.no_grad()
     def velocity(self, x, sigma, cond: SD3Cond, *, guidance=None, ctx: StepContext | None = None):
