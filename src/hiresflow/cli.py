@@ -8,7 +8,6 @@ wall times), each written to a temporary name first so that a failed run leaves 
 from __future__ import annotations
 
 import ast
-import json
 import re
 import sys
 from pathlib import Path
@@ -100,6 +99,18 @@ def generate(
         typer.echo(f"{kind}: {path}")
     h, w = result.image.shape[-2:]
     typer.echo(f"{method} {w}x{h} in {result.seconds:.1f} s")
+
+
+def _mount_subcommands() -> None:
+    from .train.cli import app as train_app
+
+    from .eval.cli import bench
+
+    app.add_typer(train_app, name="train", help="Train the embedded models (vae, flux, sd) and export them.")
+    app.command("bench")(bench)
+
+
+_mount_subcommands()
 
 
 def main() -> None:  # console-script entry point

@@ -1,0 +1,374 @@
+"""`hiresflow bench SPEC --out DIR`: generate, evaluate and report a models × recipes × sizes × prompts grid.
+
+Layout of DIR:
+
+    spec.json                                   the resolved spec
+    images/<model>/<tag>/<label>/<stem>.png     final image   (stem = p<prompt>-s<seed>, tag = x<scale> or WxH)
+                                 <stem>-native.png, <stem>.json   native-stage image; metadata + "bench" timings
+    reference/<W>x<H>/<stem>.png                ground-truth renders of the world scenes at the target size
+    cache/inception/                            Inception features by image hash (references are computed once)
+    grids/<model>-<tag>[-detail].png            comparison grids
+    latency-<model>.png                         time vs resolution
+    results.json, results.md                    tables shaped like HiFlow Tables 1–3
+
+Resumable: an image whose PNG and JSON (with its "bench" record, written last) exist is not generated again;
+evaluation always reads the saved 8-bit PNGs, so a resumed run reports what a fresh run would.
+
+Timing: each image is generated `timing.repeats` times (after `timing.warmup` untimed runs per group); per image
+the median total and per-stage seconds are kept, split into model calls and guides (the sampler's timings,
+CUDA-synchronised) and the rest (text encoding, VAE, resizing). Peak memory per image: CUDA max allocated (reset
+before each run) on GPU, else the process RSS peak from `resource.getrusage` (reset through /proc/self/clear_refs
+where the kernel allows it; otherwise it is the process's peak so far, marked as such).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import statistics
+import time
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from .spec import BenchSpec, PromptItem, RecipeEntry, slug
+
+try:  # Unix only
+    import resource
+except ImportError:  # pragma: no cover
+    resource = None  # type: ignore[assignment]
+
+__all__ = ["BenchItem", "run_bench", "generate_all", "evaluate_all", "is_done", "machine_info"]
+
+
+@dataclass(frozen=True)
+class BenchItem:
+    prompt: PromptItem
+    seed: int
+
+    @property
+    def stem(self) -> str:
+        return f"p{self.prompt.index:03d}-s{self.seed}"
+
+
+def bench_items(spec: BenchSpec) -> list[BenchItem]:
+    return [BenchItem(p, s) for p in spec.prompts for s in spec.seeds]
+
+
+def group_dir(out: Path, model: str, tag: str, label: str) -> Path:
+    return out / "images" / slug(model) / tag / slug(label)
+
+
+def is_done(folder: Path, stem: str) -> bool:
+    """Final PNG present and the JSON sidecar carries the bench record (written last)."""
+    png, js = folder / f"{stem}.png", folder / f"{stem}.json"
+    if not (png.is_file() and js.is_file()):
+        return False
+    try:
+        return "bench" in json.loads(js.read_text())
+    except (OSError, json.JSONDecodeError):
+        return False
+
+
+# ------------------------------------------------------------------ memory
+
+
+class PeakMemory:
+    """Peak memory of one run: CUDA max allocated, else process RSS peak (reset per run where possible)."""
+
+    def __init__(self, device: torch.device):
+        self.cuda = device.type == "cuda"
+        self.device = device
+        self.kind = "cuda_max_allocated" if self.cuda else "rss_peak"
+
+    def reset(self) -> None:
+        if self.cuda:
+            torch.cuda.synchronize(self.device)
+            torch.cuda.reset_peak_memory_stats(self.device)
+            return
+        try:
+            with open("/proc/self/clear_refs", "w") as f:
+                f.write("5")  # resets the RSS high-water mark (Linux ≥ 4.0)
+            self.kind = "rss_peak"
+        except OSError:
+            self.kind = "rss_peak_process_lifetime"
+
+    def read(self) -> int:
+        if self.cuda:
+            torch.cuda.synchronize(self.device)
+            return int(torch.cuda.max_memory_allocated(self.device))
+        if resource is None:  # pragma: no cover - Windows
+            return 0
+        kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        return int(kb * (1 if platform.system() == "Darwin" else 1024))
+
+
+# ------------------------------------------------------------------ generation
+
+
+def _write_json(path: Path, data: dict) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(data, indent=2, default=str))
+    os.replace(tmp, path)
+
+
+def _timing_record(result) -> dict:
+    return {
+        "seconds": result.seconds,
+        "stages": [{"index": st.index, "size": [st.size[1], st.size[0]], "seconds": st.seconds,
+                    "model": st.timings.model_total, "guides": st.timings.guides_total} for st in result.stages],
+    }
+
+
+def generate_item(model, plan, item: BenchItem, folder: Path, repeats: int, memory: PeakMemory) -> dict:
+    """Run `repeats` times, save the first result (PNG, native PNG, JSON), then add the bench record."""
+    from ..output import save_run
+    from ..runner import run_plan
+
+    runs = []
+    for r in range(repeats):
+        memory.reset()
+        res = run_plan(model, plan, item.prompt.prompt, seed=item.seed)
+        rec = _timing_record(res)
+        rec["peak_memory_bytes"] = memory.read()
+        runs.append(rec)
+        if r == 0:
+            save_run(res, model, item.prompt.prompt, item.seed, folder, item.stem)
+        del res
+    js = folder / f"{item.stem}.json"
+    meta = json.loads(js.read_text())
+    meta["bench"] = {"repeats": runs, "memory_kind": memory.kind, "prompt_index": item.prompt.index,
+                     "scene": item.prompt.scene}
+    _write_json(js, meta)
+    return meta
+
+
+def generate_all(spec: BenchSpec, out: Path, device: str | None = None, progress: bool = True,
+                 log=print) -> dict:
+    """Generate every missing image; returns counts and per-group errors (a failing group does not stop the rest)."""
+    from tqdm.auto import tqdm
+
+    from ..models.loading import load_model
+    from ..recipes import build_plan
+
+    items = bench_items(spec)
+    todo: list[tuple[str, str, float | None, tuple | None, RecipeEntry, list[BenchItem]]] = []
+    for model_name in spec.models:
+        for tag, scale, size in spec.targets():
+            for entry in spec.recipes:
+                folder = group_dir(out, model_name, tag, entry.label)
+                missing = [it for it in items if not is_done(folder, it.stem)]
+                if missing:
+                    todo.append((model_name, tag, scale, size, entry, missing))
+    total = sum(len(t[-1]) for t in todo)
+    skipped = len(spec.models) * len(spec.targets()) * len(spec.recipes) * len(items) - total
+    errors: dict[str, str] = {}
+    t0 = time.perf_counter()
+    bar = tqdm(total=total, desc="generate", disable=not progress or total == 0)
+    models: dict[str, object] = {}
+    done = 0
+    for gi, (model_name, tag, scale, size, entry, missing) in enumerate(todo):
+        key = f"{model_name}/{tag}/{entry.label}"
+        try:
+            if model_name not in models:
+                models.clear()  # one model in memory at a time
+                models[model_name] = load_model(model_name, device=device or spec.device)
+            model = models[model_name]
+            memory = PeakMemory(model.device)
+            plan = build_plan(entry.recipe, model, scale=scale, size=size, **entry.params(spec.common))
+            folder = group_dir(out, model_name, tag, entry.label)
+            folder.mkdir(parents=True, exist_ok=True)
+            for _ in range(spec.timing.warmup):
+                from ..runner import run_plan
+
+                run_plan(model, plan, missing[0].prompt.prompt, seed=missing[0].seed)
+            for it in missing:
+                bar.set_postfix_str(f"{entry.label} {tag} {it.stem}", refresh=False)
+                generate_item(model, plan, it, folder, spec.timing.repeats, memory)
+                done += 1
+                bar.update(1)
+        except Exception as err:  # noqa: BLE001 - record and continue with the other groups
+            errors[key] = f"{type(err).__name__}: {err}"
+            log(f"error in {key}: {errors[key]}")
+            if os.environ.get("HIRESFLOW_BENCH_DEBUG"):
+                traceback.print_exc()
+            bar.n = sum(len(t[-1]) for t in todo[:gi + 1])
+            bar.refresh()
+    bar.close()
+    return {"generated": done, "skipped": skipped, "seconds": time.perf_counter() - t0, "errors": errors}
+
+
+# ------------------------------------------------------------------ evaluation
+
+
+def _load_png(path: Path) -> np.ndarray:
+    with Image.open(path) as im:
+        return np.asarray(im.convert("RGB"), dtype=np.uint8)
+
+
+def _save_png(path: Path, arr: np.ndarray) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    Image.fromarray(arr).save(tmp, format="PNG")
+    os.replace(tmp, path)
+
+
+def reference_images(spec: BenchSpec, items: list[BenchItem], out: Path, size: tuple[int, int]) -> list[np.ndarray] | None:
+    """Ground-truth renders at `size` = (H, W) for world prompts (cached as PNGs), None for listed prompts."""
+    if any(it.prompt.scene is None for it in items):
+        return None
+    from ..world import render
+
+    h, w = size
+    folder = out / "reference" / f"{w}x{h}"
+    refs = []
+    for it in items:
+        f = folder / f"{it.stem}.png"
+        if f.is_file():
+            refs.append(_load_png(f))
+            continue
+        seed = spec.render_seed if spec.render_seed is not None else it.seed
+        arr = render(it.prompt.scene_obj(), h, w, seed=seed)
+        _save_png(f, arr)
+        refs.append(arr)
+    return refs
+
+
+def timing_summary(metas: list[dict]) -> dict:
+    """Median over images of each image's median over repeats; max peak memory."""
+    per_item = []
+    for m in metas:
+        runs = m["bench"]["repeats"]
+        n_st = len(runs[0]["stages"])
+        per_item.append({
+            "seconds": statistics.median(r["seconds"] for r in runs),
+            "model": statistics.median(sum(s["model"] for s in r["stages"]) for r in runs),
+            "guides": statistics.median(sum(s["guides"] for s in r["stages"]) for r in runs),
+            "stages": [statistics.median(r["stages"][k]["seconds"] for r in runs) for k in range(n_st)],
+            "stage_sizes": [s["size"] for s in runs[0]["stages"]],
+            "peak": max(r.get("peak_memory_bytes", 0) for r in runs),
+            "runs": len(runs),
+        })
+    med = lambda key: statistics.median(p[key] for p in per_item)  # noqa: E731
+    total, model_s, guides = med("seconds"), med("model"), med("guides")
+    n_st = len(per_item[0]["stages"])
+    return {
+        "seconds": total, "model_seconds": model_s, "guide_seconds": guides,
+        "other_seconds": max(total - model_s - guides, 0.0),
+        "guide_overhead": guides / model_s if model_s > 0 else None,
+        "stages": [{"size": per_item[0]["stage_sizes"][k],
+                    "seconds": statistics.median(p["stages"][k] for p in per_item)} for k in range(n_st)],
+        "peak_memory_bytes": max(p["peak"] for p in per_item),
+        "memory_kind": metas[0]["bench"].get("memory_kind", ""),
+        "n_images": len(per_item), "n_runs": sum(p["runs"] for p in per_item),
+    }
+
+
+def evaluate_all(spec: BenchSpec, out: Path, device: str | None = None, progress: bool = True,
+                 log=print) -> dict:
+    """Evaluate every generated group; returns {"tools", "groups", "references", "seconds"}."""
+    from tqdm.auto import tqdm
+
+    from .evaluate import EvalTools, evaluate_set
+    from .patches import crop_anchors
+    from .world_metrics import world_scores
+
+    t0 = time.perf_counter()
+    dev = device or spec.device
+    tools = EvalTools.load(spec.metrics, dev, cache_dir=out / "cache" / "inception")
+    items = bench_items(spec)
+    prompts = [it.prompt.prompt for it in items]
+    groups, references = [], []
+    jobs = [(m, t, e) for m in spec.models for t in spec.targets() for e in spec.recipes]
+    bar = tqdm(jobs, desc="evaluate", disable=not progress)
+    ref_cache: dict[tuple[int, int], tuple[list | None, dict | None]] = {}
+    for model_name, (tag, scale, size_req), entry in bar:
+        bar.set_postfix_str(f"{entry.label} {tag}", refresh=False)
+        folder = group_dir(out, model_name, tag, entry.label)
+        base = {"model": model_name, "label": entry.label, "recipe": entry.recipe, "set": entry.set, "tag": tag,
+                "scale": scale}
+        if not all(is_done(folder, it.stem) for it in items):
+            groups.append({**base, "error": "images missing (generation failed or incomplete)"})
+            continue
+        metas = [json.loads((folder / f"{it.stem}.json").read_text()) for it in items]
+        gen = [_load_png(folder / f"{it.stem}.png") for it in items]
+        h, w = gen[0].shape[:2]
+        nat_size = tuple(int(v) for v in metas[0]["model"]["native_size"])  # (H, W) as stored by describe()
+        native_imgs = []
+        for it, m in zip(items, metas):
+            f = folder / f"{it.stem}-native.png"
+            first = m["stages"][0]["size"]  # [w, h]
+            native_imgs.append(_load_png(f) if f.is_file() and first[1] < h else None)
+        if (h, w) not in ref_cache:
+            refs = reference_images(spec, items, out, (h, w))
+            ref_world = None
+            if refs is not None and spec.metrics.world:
+                ws, _ = world_scores(refs, prompts)
+                ref_world = {k: v.to_dict() for k, v in ws.items()}
+            ref_cache[(h, w)] = (refs, ref_world)
+        refs, ref_world = ref_cache[(h, w)]
+        if ref_world is not None and not any(r["model"] == model_name and r["size"] == [w, h] for r in references):
+            references.append({"model": model_name, "tag": tag, "size": [w, h], "metrics": ref_world})
+        anchors = crop_anchors(len(items), (h, w), nat_size, spec.metrics.patches, spec.metrics.patch_seed)
+        try:
+            scores, per_image = evaluate_set(gen, prompts, tools, spec.metrics, nat_size, references=refs,
+                                             natives=native_imgs, anchors=anchors, progress=progress)
+        except Exception as err:  # noqa: BLE001
+            groups.append({**base, "size": [w, h], "error": f"evaluation failed: {type(err).__name__}: {err}"})
+            log(f"evaluation of {model_name}/{tag}/{entry.label} failed: {err}")
+            continue
+        for rec, it in zip(per_image, items):
+            rec["stem"] = it.stem
+        groups.append({
+            **base, "size": [w, h], "native": [nat_size[1], nat_size[0]], "params": metas[0]["plan"].get("params"),
+            "n_images": len(items), "n_crops": int(anchors.shape[0] * anchors.shape[1]),
+            "metrics": {k: v.to_dict() for k, v in scores.items()},
+            "timing": timing_summary(metas), "per_image": per_image, "error": None,
+        })
+    bar.close()
+    return {"tools": tools.describe(), "groups": groups, "references": references,
+            "seconds": time.perf_counter() - t0,
+            "inception_passes": tools.inception.passes if tools.inception else 0}
+
+
+# ------------------------------------------------------------------ driver
+
+
+def machine_info(device: str | None = None) -> dict:
+    info = {"platform": platform.platform(), "python": platform.python_version(), "cpu": platform.processor() or
+            platform.machine(), "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+            "torch": torch.__version__}
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    info["cpu"] = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    if torch.cuda.is_available() and (device is None or str(device).startswith("cuda")):
+        info["gpu"] = torch.cuda.get_device_name(0)
+    return info
+
+
+def run_bench(spec: BenchSpec, out: str | Path, device: str | None = None, progress: bool = True,
+              generate: bool = True, evaluate: bool = True, log=print) -> dict:
+    """Generate (resumable), evaluate and write DIR/results.{md,json}, grids and the latency plot."""
+    from ..output import versions
+    from .report import write_reports
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    _write_json(out / "spec.json", spec.to_dict())
+    gen_info = generate_all(spec, out, device, progress, log) if generate else {"skipped_stage": True, "errors": {}}
+    results: dict = {"spec": spec.to_dict(), "machine": machine_info(device or spec.device), "versions": versions(),
+                     "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "generation": gen_info}
+    if evaluate:
+        results.update(evaluate_all(spec, out, device, progress, log))
+        write_reports(results, spec, out)
+    return results

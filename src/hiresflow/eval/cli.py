@@ -1,0 +1,69 @@
+"""`hiresflow bench SPEC --out DIR` (typer app `app`, command `bench`; mounted on the main CLI).
+
+Also runnable on its own: `python -m hiresflow.eval.cli bench SPEC --out DIR`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="Benchmarks: generate, evaluate and tabulate high-resolution methods.")
+
+
+@app.callback()
+def _group() -> None:
+    """Benchmark commands."""
+
+
+@app.command()
+def bench(
+    spec: Path = typer.Argument(..., help="YAML spec: models × recipes × scales × prompts (see hiresflow.eval.spec)"),
+    out: Path = typer.Option(..., "--out", "-o", help="output folder (resumable: finished images are kept)"),
+    device: Optional[str] = typer.Option(None, "--device", help="cuda / cpu (default: the spec's, else cuda if available)"),
+    threads: Optional[int] = typer.Option(None, "--threads", help="torch intra-op threads (default: torch's)"),
+    no_eval: bool = typer.Option(False, "--no-eval", help="only generate"),
+    eval_only: bool = typer.Option(False, "--eval-only", help="only evaluate and report what is already generated"),
+    quiet: bool = typer.Option(False, "--quiet", help="no progress bars"),
+):
+    """Generate (resumable), evaluate against ground truth, and write OUT/results.md, results.json, grids, plot."""
+    from .bench import run_bench
+    from .spec import load_spec
+
+    if no_eval and eval_only:
+        typer.echo("error: --no-eval and --eval-only exclude each other", err=True)
+        raise typer.Exit(code=2)
+    if threads is not None:
+        if threads < 1:
+            typer.echo(f"error: --threads must be >= 1, got {threads}", err=True)
+            raise typer.Exit(code=2)
+        import torch
+
+        torch.set_num_threads(threads)
+    try:
+        parsed = load_spec(spec)
+    except ValueError as err:
+        typer.echo(f"error: {err}", err=True)
+        raise typer.Exit(code=2)
+    log = (lambda msg: None) if quiet else (lambda msg: typer.echo(msg, err=True))
+    results = run_bench(parsed, out, device=device, progress=not quiet, generate=not eval_only,
+                        evaluate=not no_eval, log=log)
+    failures = dict(results.get("generation", {}).get("errors", {}))
+    failures.update({f"{g['model']}/{g['tag']}/{g['label']}": g["error"] for g in results.get("groups", [])
+                     if g.get("error")})
+    if not no_eval:
+        typer.echo(f"wrote {out / 'results.md'} and {out / 'results.json'}")
+    if failures:
+        typer.echo(f"{len(failures)} group(s) failed; see the Failures section of results.md", err=True)
+        raise typer.Exit(code=1)
+
+
+def main() -> None:  # pragma: no cover
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

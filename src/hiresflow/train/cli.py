@@ -1,0 +1,204 @@
+"""``hiresflow train ...``: train the embedded models (``vae``, ``flux``, ``sd``) and ``export`` them.
+
+Every training command is resumable: rerunning it with the same options continues from
+``<runs>/<name>/ckpt.safetensors`` (checkpoints every ``--ckpt-every`` seconds, on Ctrl-C / SIGTERM and at the
+end). ``--steps`` may be raised on a rerun to train longer (the LR schedule then stretches).
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+import sys
+import time
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="Train the embedded tiny models on the reference world (CPU, resumable).")
+
+
+def _record_command(ctx: typer.Context, runs: str, name: str) -> None:
+    """Append the full command (every option spelled out) to <runs>/<name>/commands.txt."""
+    parts = ["hiresflow", "train", ctx.info_name or ""]
+    for p in ctx.command.params:
+        value = ctx.params.get(p.name)
+        if value is None or not getattr(p, "opts", None):
+            continue
+        parts += [p.opts[0], str(value)]
+    d = Path(runs) / name
+    d.mkdir(parents=True, exist_ok=True)
+    with (d / "commands.txt").open("a") as f:
+        f.write(" ".join(shlex.quote(a) for a in parts) + "\n")
+
+
+def _spec(name, runs, seed, steps, batch, threads, lr, warmup, ckpt_every, sample_every, stop_after=None):
+    from .common import TrainSpec
+
+    return TrainSpec(name=name, runs=runs, seed=seed, steps=steps, batch=batch, threads=threads, lr=lr,
+                     warmup=warmup, ckpt_every_s=ckpt_every, sample_every=sample_every, stop_after=stop_after)
+
+
+SOURCE_HELP = "module providing vocabulary() and dataset_batch() (the training data)"
+STOP_HELP = "stop after this many steps of this invocation (checkpointed; rerun to continue)"
+
+
+def _finish(result: dict) -> None:
+    typer.echo(json.dumps({k: v for k, v in result.items()}, indent=2, default=str))
+    if result.get("signal"):
+        typer.echo("interrupted: checkpoint saved; rerun the same command to resume", err=True)
+        raise typer.Exit(code=130)
+
+
+@app.command()
+def vae(
+    ctx: typer.Context,
+    name: str = typer.Option("vae", help="run name (folder under --runs)"),
+    runs: str = typer.Option("runs", help="folder of the runs"),
+    seed: int = typer.Option(0, help="seed of weights and batches"),
+    steps: int = typer.Option(3000, help="total steps"),
+    batch: int = typer.Option(16, help="crops per step"),
+    threads: int = typer.Option(2, help="torch threads"),
+    lr: float = typer.Option(1e-3),
+    warmup: int = typer.Option(100),
+    crop: int = typer.Option(64, help="training crop size (px)"),
+    sizes: str = typer.Option("64,96,128", help="render sizes the crops are taken from"),
+    channels: str = typer.Option("32,64,64", help="block_out_channels (3 levels = factor 4)"),
+    layers: int = typer.Option(1, help="layers_per_block"),
+    groups: int = typer.Option(16, help="norm_num_groups"),
+    kl_weight: float = typer.Option(1e-6),
+    grad_weight: float = typer.Option(0.5),
+    ema: float = typer.Option(0.995, help="EMA decay"),
+    ckpt_every: float = typer.Option(180.0, help="seconds between checkpoints"),
+    sample_every: int = typer.Option(250, help="steps between preview PNGs / evaluations"),
+    stop_after: Optional[int] = typer.Option(None, help=STOP_HELP),
+    source: str = typer.Option("hiresflow.world", help=SOURCE_HELP),
+):
+    """Train the shared factor-4 VAE; at the end writes <runs>/<name>/vae/ (with scaling/shift factors)."""
+    from .data import world_source
+    from .vae import VaeOptions, train_vae
+
+    _record_command(ctx, runs, name)
+    spec = _spec(name, runs, seed, steps, batch, threads, lr, warmup, ckpt_every, sample_every, stop_after)
+    opts = VaeOptions(crop=crop, sizes=tuple(int(s) for s in sizes.split(",")), kl_weight=kl_weight,
+                      grad_weight=grad_weight, ema_decay=ema,
+                      config=dict(block_out_channels=tuple(int(c) for c in channels.split(",")),
+                                  layers_per_block=layers, norm_num_groups=groups))
+    _finish(train_vae(spec, opts, world_source(source)))
+
+
+def _diffusion(ctx, kind, name, runs, seed, steps, batch, threads, lr, warmup, vae_dir, cache_n, p_uncond, ema,
+               ckpt_every, sample_every, denoiser, stop_after, source, logit_mean=0.0, logit_std=1.0):
+    from .data import world_source
+    from .diffusion import DiffusionOptions, train_diffusion
+
+    _record_command(ctx, runs, name)
+    spec = _spec(name, runs, seed, steps, batch, threads, lr, warmup, ckpt_every, sample_every, stop_after)
+    opts = DiffusionOptions(kind=kind, vae=vae_dir, cache_n=cache_n, p_uncond=p_uncond, ema_decay=ema,
+                            logit_mean=logit_mean, logit_std=logit_std,
+                            denoiser=json.loads(denoiser) if denoiser else None)
+    _finish(train_diffusion(spec, opts, world_source(source)))
+
+
+@app.command()
+def flux(
+    ctx: typer.Context,
+    name: str = typer.Option("flux", help="run name (folder under --runs)"),
+    runs: str = typer.Option("runs"),
+    seed: int = typer.Option(0),
+    steps: int = typer.Option(4000),
+    batch: int = typer.Option(64),
+    threads: int = typer.Option(2),
+    lr: float = typer.Option(1e-3),
+    warmup: int = typer.Option(200),
+    vae_dir: str = typer.Option("runs/vae/vae", "--vae", help="trained VAE folder"),
+    cache_n: int = typer.Option(50000, help="views in the latent cache"),
+    p_uncond: float = typer.Option(0.1, help="empty-prompt probability (for CFG)"),
+    ema: float = typer.Option(0.999, help="EMA decay"),
+    logit_mean: float = typer.Option(0.0, help="σ = sigmoid(mean + std·n)"),
+    logit_std: float = typer.Option(1.0),
+    ckpt_every: float = typer.Option(180.0),
+    sample_every: int = typer.Option(500),
+    transformer: Optional[str] = typer.Option(None, help="JSON overrides of the transformer config"),
+    stop_after: Optional[int] = typer.Option(None, help=STOP_HELP),
+    source: str = typer.Option("hiresflow.world", help=SOURCE_HELP),
+):
+    """Train tiny-flux (FluxTransformer2DModel, rectified flow, 64 px)."""
+    _diffusion(ctx, "flux", name, runs, seed, steps, batch, threads, lr, warmup, vae_dir, cache_n, p_uncond, ema,
+               ckpt_every, sample_every, transformer, stop_after, source, logit_mean, logit_std)
+
+
+@app.command()
+def sd(
+    ctx: typer.Context,
+    name: str = typer.Option("sd", help="run name (folder under --runs)"),
+    runs: str = typer.Option("runs"),
+    seed: int = typer.Option(0),
+    steps: int = typer.Option(4000),
+    batch: int = typer.Option(64),
+    threads: int = typer.Option(2),
+    lr: float = typer.Option(5e-4),
+    warmup: int = typer.Option(200),
+    vae_dir: str = typer.Option("runs/vae/vae", "--vae", help="trained VAE folder"),
+    cache_n: int = typer.Option(50000, help="views in the latent cache"),
+    p_uncond: float = typer.Option(0.1, help="empty-prompt probability (for CFG)"),
+    ema: float = typer.Option(0.999, help="EMA decay"),
+    ckpt_every: float = typer.Option(180.0),
+    sample_every: int = typer.Option(500),
+    unet: Optional[str] = typer.Option(None, help="JSON overrides of the UNet config"),
+    stop_after: Optional[int] = typer.Option(None, help=STOP_HELP),
+    source: str = typer.Option("hiresflow.world", help=SOURCE_HELP),
+):
+    """Train tiny-sd (UNet2DConditionModel, ε-prediction DDPM, 64 px)."""
+    _diffusion(ctx, "sd", name, runs, seed, steps, batch, threads, lr, warmup, vae_dir, cache_n, p_uncond, ema,
+               ckpt_every, sample_every, unet, stop_after, source)
+
+
+@app.command()
+def export(
+    runs: str = typer.Option("runs"),
+    flux_run: str = typer.Option("flux", "--flux", help="run name of tiny-flux ('' to skip)"),
+    sd_run: str = typer.Option("sd", "--sd", help="run name of tiny-sd ('' to skip)"),
+    out: Optional[str] = typer.Option(None, help="output folder (default: the package's embedded/)"),
+    dtype: str = typer.Option("fp32", help="stored weight dtype: fp32, fp16 or bf16 (diffusers keeps a stored fp16 as fp16 on load, which is ~2.5x slower on CPU)"),
+    flux_guidance: float = typer.Option(4.0, help="recommended CFG scale recorded in tiny-flux/hiresflow.json"),
+    sd_guidance: float = typer.Option(5.0, help="recommended CFG scale recorded in tiny-sd/hiresflow.json"),
+):
+    """Write the trained models to <out>/tiny-flux and <out>/tiny-sd, and <out>/TRAINING.md."""
+    from ..models.loading import EMBEDDED_DIR
+    from .export import EMBEDDED_NAMES, export_run, folder_size_mb, write_training_md
+
+    target = Path(out) if out else EMBEDDED_DIR
+    exports = {}
+    for kind, run_name in (("flux", flux_run), ("sd", sd_run)):
+        if not run_name:
+            continue
+        run_dir = Path(runs) / run_name
+        if not (run_dir / "ckpt.safetensors").is_file():
+            typer.echo(f"skip {kind}: no checkpoint in {run_dir}", err=True)
+            continue
+        folder = target / EMBEDDED_NAMES[kind]
+        info = export_run(run_dir, folder, dtype=dtype, guidance=flux_guidance if kind == "flux" else sd_guidance)
+        info["folder"] = str(folder)
+        info["exported_at"] = time.strftime("%Y-%m-%d %H:%M")
+        (run_dir / "export.json").write_text(json.dumps(info, indent=2) + "\n")
+        exports[run_name] = info
+        typer.echo(json.dumps(info))
+    names = ("vae",) + tuple(n for n in (flux_run, sd_run) if n)
+    for n in names:  # earlier exports of runs not exported now
+        f = Path(runs) / n / "export.json"
+        if n not in exports and f.is_file():
+            exports[n] = json.loads(f.read_text())
+    md = write_training_md(runs, target / "TRAINING.md", exports, run_names=names)
+    total = sum(folder_size_mb(target / n) for n in EMBEDDED_NAMES.values() if (target / n).is_dir())
+    typer.echo(f"wrote {md}; embedded models total {total:.1f} MB")
+
+
+def main() -> None:  # pragma: no cover
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,229 @@
+"""Training of the embedded denoisers on cached VAE latents of world views.
+
+``tiny-flux`` (``FluxTransformer2DModel``): rectified flow in hiresflow's convention, x_σ = (1−σ)·x0 + σ·ε,
+target v = ε − x0, σ = sigmoid(m + s·n) with n ~ N(0, 1) (logit-normal), the transformer called with timestep σ
+exactly as :class:`hiresflow.models.flux.FluxFlowModel` calls it.
+
+``tiny-sd`` (``UNet2DConditionModel``): ε-prediction DDPM on the SD betas (scaled_linear 0.00085–0.012, 1000
+steps), integer timesteps uniform in [0, 1000).
+
+Both drop the prompt to ``""`` with probability ``p_uncond`` (classifier-free guidance) and encode text with the
+pipeline's own ``encode_prompt`` (frozen encoders), so training and inference see the same conditioning.
+Latents are normalised with the VAE config of the skeleton: Flux ``(z − shift)·scale``, SD ``z·scale``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from .common import EMA, Run, TrainSpec, save_png, set_threads, step_generator, step_seed, train_loop
+from .data import LatentCache, Source, build_latent_cache, file_digest, world_source
+from .pipelines import build_skeleton, denoiser_of, load_pipeline_folder, save_pipeline
+
+__all__ = ["DiffusionOptions", "train_diffusion", "preview", "load_trained_pipeline", "PREVIEW_PROMPTS"]
+
+PREVIEW_PROMPTS = ("a red sun setting over snowy mountains by a lake",)
+
+
+@dataclass
+class DiffusionOptions:
+    kind: str = "flux"  # "flux" or "sd"
+    vae: str | None = "runs/vae/vae"  # trained VAE folder (None: random VAE, tests only)
+    cache: str | None = None  # latent cache path (default <runs>/latents-<size>-<n>-<vae digest>.safetensors)
+    cache_n: int = 50000
+    size: int = 64  # native image size
+    p_uncond: float = 0.1
+    ema_decay: float = 0.999
+    logit_mean: float = 0.0  # flux: σ = sigmoid(logit_mean + logit_std·n)
+    logit_std: float = 1.0
+    denoiser: dict | None = None  # config overrides of the transformer / UNet
+    vae_config: dict | None = None  # only with vae=None
+    preview_steps: int = 20
+    preview_guidance: float = 4.0
+    weight_decay: float = 0.0
+    grad_clip: float = 1.0
+    extra: dict = field(default_factory=dict)
+
+
+def _normalise(kind: str, vae, lat: torch.Tensor) -> torch.Tensor:
+    scale = float(vae.config.scaling_factor or 1.0)
+    shift = float(vae.config.shift_factor or 0.0) if kind == "flux" else 0.0
+    return (lat - shift) * scale
+
+
+@torch.no_grad()
+def _encode_text(kind: str, pipe, prompts: list[str]):
+    if kind == "flux":
+        pe, pooled, text_ids = pipe.encode_prompt(prompt=prompts, prompt_2=None, device="cpu",
+                                                  num_images_per_prompt=1, max_sequence_length=pipe.tokenizer_2.model_max_length)
+        return pe, pooled, text_ids
+    pe, _ = pipe.encode_prompt(prompts, "cpu", 1, False)
+    return (pe,)
+
+
+def _ddpm_alphas(pipe) -> torch.Tensor:
+    from diffusers import DDPMScheduler
+
+    sch = DDPMScheduler.from_config(pipe.scheduler.config)
+    return sch.alphas_cumprod.float()
+
+
+def _flux_loss(pipe, model, z0, text, gen, opts: DiffusionOptions) -> torch.Tensor:
+    from ..models.flux import image_ids, pack_latents
+
+    b, _, h, w = z0.shape
+    eps = torch.randn(z0.shape, generator=gen)
+    sigma = torch.sigmoid(opts.logit_mean + opts.logit_std * torch.randn((b,), generator=gen))
+    s = sigma.view(b, 1, 1, 1)
+    x = (1 - s) * z0 + s * eps
+    target = eps - z0
+    pe, pooled, text_ids = text
+    out = model(hidden_states=pack_latents(x), timestep=sigma, guidance=None, pooled_projections=pooled,
+                encoder_hidden_states=pe, txt_ids=text_ids, img_ids=image_ids(h // 2, w // 2, "cpu"),
+                return_dict=False)[0]
+    return F.mse_loss(out, pack_latents(target))
+
+
+def _sd_loss(model, z0, text, gen, alphas: torch.Tensor) -> torch.Tensor:
+    b = z0.shape[0]
+    eps = torch.randn(z0.shape, generator=gen)
+    t = torch.randint(0, alphas.numel(), (b,), generator=gen)
+    ab = alphas[t].view(b, 1, 1, 1)
+    x = ab.sqrt() * z0 + (1 - ab).sqrt() * eps
+    out = model(x, t, encoder_hidden_states=text[0], return_dict=False)[0]
+    return F.mse_loss(out, eps)
+
+
+@torch.no_grad()
+def preview(pipe, prompts: list[str], *, seed: int = 0, steps: int = 20, guidance: float = 4.0,
+            size: int = 64) -> torch.Tensor:
+    """Generate one image per prompt through hiresflow's own adapters (plain Euler on the model's σ grid);
+    returns [N,3,H,W] in [0,1]."""
+    from ..models.loading import wrap_pipeline
+
+    model = wrap_pipeline(pipe, name="preview", native=size)
+    out = []
+    for i, p in enumerate(prompts):
+        cond = model.encode_prompt(p)
+        g = torch.Generator().manual_seed(seed + i)
+        c, h, w = model.geometry.latent_shape(size, size)
+        sig = model.schedule(steps, (size, size))
+        x = float(sig[0]) * torch.randn((1, c, h, w), generator=g)
+        for j in range(steps):
+            v = model.velocity(x, float(sig[j]), cond, guidance=guidance)
+            x = x + float(sig[j + 1] - sig[j]) * v
+        out.append(model.decode(x))
+    return torch.cat(out)
+
+
+def _default_cache_path(spec: TrainSpec, opts: DiffusionOptions, digest: str) -> Path:
+    return Path(spec.runs) / f"latents-{opts.size}px-{opts.cache_n}-s{spec.seed}-{digest}.safetensors"
+
+
+def train_diffusion(spec: TrainSpec, opts: DiffusionOptions, source: Source | None = None) -> dict:
+    """Train (or resume) the denoiser of run ``spec.name``. The first start builds and saves the skeleton
+    (``<run>/skeleton/``) and the latent cache; later starts reuse both."""
+    source = source or world_source()
+    set_threads(spec.threads)
+    kind = opts.kind
+    spec.extra = {**spec.extra, "kind": kind, "p_uncond": opts.p_uncond, "ema_decay": opts.ema_decay,
+                  "logit_mean": opts.logit_mean, "logit_std": opts.logit_std, "denoiser": opts.denoiser or {},
+                  "size": opts.size, "cache_n": opts.cache_n, "weight_decay": opts.weight_decay,
+                  "grad_clip": opts.grad_clip, **opts.extra}
+    run = Run(spec)
+    skel_dir = run.dir / "skeleton"
+    if not (skel_dir / "model_index.json").is_file():
+        pipe = build_skeleton(kind, list(source.vocabulary()), opts.vae, seed=spec.seed, denoiser=opts.denoiser,
+                              vae_config=opts.vae_config)
+        save_pipeline(pipe, skel_dir, native_size=opts.size)
+    # always train the reloaded copy: a fresh start and a resumption then run bit-identical code paths
+    pipe = load_pipeline_folder(skel_dir)
+    for m in pipe.components.values():
+        if isinstance(m, torch.nn.Module):
+            m.requires_grad_(False).eval()
+    model = getattr(pipe, denoiser_of(kind))
+    model.requires_grad_(True).train()
+    n_params = sum(p.numel() for p in model.parameters())
+
+    digest = file_digest(skel_dir / "vae")
+    cache_path = Path(opts.cache) if opts.cache else _default_cache_path(spec, opts, digest)
+    cache = build_latent_cache(cache_path, pipe.vae, source, n=opts.cache_n, size=opts.size, seed=spec.seed,
+                               vae_digest=digest, progress=spec.progress)
+
+    opt = torch.optim.AdamW(model.parameters(), lr=spec.lr, betas=(0.9, 0.99), weight_decay=opts.weight_decay)
+    ema = EMA(model, opts.ema_decay)
+    start, wall = 0, 0.0
+    if run.has_checkpoint():
+        state = run.load(model, opt, ema)
+        start, wall = int(state["step"]), float(state["wall_s"])
+    alphas = _ddpm_alphas(pipe) if kind == "sd" else None
+    ref_imgs, ref_prompts = source.dataset_batch(step_seed(spec.seed, 0, "preview"), 7, opts.size)
+    preview_prompts = list(PREVIEW_PROMPTS) + list(ref_prompts)
+
+    def step_fn(step: int) -> dict[str, float]:
+        lat, prompts = cache.batch(spec.seed, step, spec.batch)
+        gen = step_generator(spec.seed, step, "noise")
+        drop = torch.rand((len(prompts),), generator=gen) < opts.p_uncond
+        prompts = ["" if d else p for p, d in zip(prompts, drop.tolist())]
+        z0 = _normalise(kind, pipe.vae, lat)
+        text = _encode_text(kind, pipe, prompts)
+        if kind == "flux":
+            loss = _flux_loss(pipe, model, z0, text, gen, opts)
+        else:
+            loss = _sd_loss(model, z0, text, gen, alphas)
+        loss.backward()
+        gn = torch.nn.utils.clip_grad_norm_(model.parameters(), opts.grad_clip or float("inf"))
+        return {"loss": float(loss.detach()), "grad_norm": float(gn)}
+
+    @torch.no_grad()
+    def on_sample(step: int) -> None:
+        model.eval()
+        with ema.applied(model):
+            imgs = preview(pipe, preview_prompts, seed=spec.seed, steps=opts.preview_steps,
+                           guidance=opts.preview_guidance, size=opts.size)
+        model.train()
+        import numpy as np
+
+        from .common import to_uint8
+
+        ref = np.concatenate([np.full_like(ref_imgs[:1], 255), ref_imgs])
+        save_png(run.dir / "samples" / f"{kind}_{step:06d}.png", np.concatenate([ref, to_uint8(imgs)]),
+                 cols=len(preview_prompts), scale=2)
+        (run.dir / "samples" / "prompts.json").write_text(json.dumps(preview_prompts, indent=1))
+
+    result = train_loop(run, model, opt, step_fn, ema=ema, start_step=start, wall_before=wall,
+                        on_sample=on_sample, desc=f"{kind} {spec.name}")
+    result["params"] = n_params
+    result["cache"] = str(cache_path)
+    if not result["interrupted"] and result["step"] >= spec.steps:
+        log = run.read_log()
+        tail = [r["loss"] for r in log if "loss" in r][-20:]
+        result["final_loss"] = sum(tail) / max(1, len(tail))
+        (run.dir / "result.json").write_text(json.dumps(result, indent=2) + "\n")
+    return result
+
+
+def load_trained_pipeline(run_dir: str | Path, use_ema: bool = True):
+    """The skeleton of a run with its checkpointed (EMA) denoiser weights loaded."""
+    from safetensors.torch import load_file
+
+    run_dir = Path(run_dir)
+    pipe = load_pipeline_folder(run_dir / "skeleton")
+    state = json.loads((run_dir / "state.json").read_text())
+    kind = state["config"]["extra"]["kind"]
+    model = getattr(pipe, denoiser_of(kind))
+    tensors = load_file(str(run_dir / "ckpt.safetensors"))
+    sd = {k[6:]: v for k, v in tensors.items() if k.startswith("model.")}
+    if use_ema:
+        sd.update({k[4:]: v for k, v in tensors.items() if k.startswith("ema.")})
+    model.load_state_dict(sd)
+    model.eval()
+    return pipe, state
