@@ -99,9 +99,12 @@ def load_pipeline(name_or_path: str, dtype: torch.dtype | None = None):
 
 def load_model(name_or_path: str, device: str | torch.device | None = None,
                dtype: torch.dtype | None = None) -> FlowModel:
-    """Load and wrap; device defaults to CUDA when available."""
-    pipe, card = load_pipeline(name_or_path, dtype)
+    """Load and wrap; device defaults to CUDA when available. On the CPU weights are loaded in float32 unless
+    `dtype` says otherwise (half-precision matmuls on a CPU are many times slower)."""
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    if dtype is None and torch.device(device).type == "cpu":
+        dtype = torch.float32
+    pipe, card = load_pipeline(name_or_path, dtype)
     pipe.to(device)
     if hasattr(pipe, "set_progress_bar_config"):
         pipe.set_progress_bar_config(disable=True)
