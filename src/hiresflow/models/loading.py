@@ -36,6 +36,36 @@ def read_model_card(folder: Path) -> dict:
     return card if isinstance(card, dict) else {}
 
 
+WEIGHT_SUFFIXES = (".safetensors", ".bin")
+
+
+def check_weights(folder: Path) -> None:
+    """Fail with a one-line error naming the file when a component's weights are missing or unreadable."""
+    from safetensors import safe_open
+
+    index = json.loads((folder / "model_index.json").read_text())
+    for name, spec in index.items():
+        sub = folder / name
+        if name.startswith("_") or not isinstance(spec, list) or not (sub / "config.json").is_file():
+            continue  # schedulers, tokenizers and unused slots have no weights
+        if "Scheduler" in str(spec[-1]) or (sub / "scheduler_config.json").is_file():
+            continue
+        files = [f for f in sub.iterdir() if f.name.endswith(WEIGHT_SUFFIXES)]
+        if not files:
+            raise ValueError(f"missing weights: {sub} has no .safetensors file; re-export or re-install the model")
+        for f in files:
+            if f.suffix != ".safetensors" or f.name.endswith(".index.json"):
+                continue
+            try:
+                with safe_open(str(f), framework="pt") as handle:
+                    keys = list(handle.keys())
+                    if keys:
+                        handle.get_tensor(keys[-1])  # reads the end of the file: catches truncation
+            except Exception as err:  # noqa: BLE001 - any failure means the file is unusable
+                raise ValueError(f"corrupt weight file {f} ({type(err).__name__}); re-export or re-install the "
+                                 f"model") from None
+
+
 def wrap_pipeline(pipe, name: str = "model", native: int | None = None, card: dict | None = None) -> FlowModel:
     """Choose the adapter for a diffusers pipeline object."""
     cls = type(pipe).__name__
@@ -87,6 +117,8 @@ def load_pipeline(name_or_path: str, dtype: torch.dtype | None = None):
     kwargs = {"torch_dtype": dtype} if dtype is not None else {}
     if path.exists() and not (path / "model_index.json").is_file():
         raise ValueError(f"{path} is not a diffusers pipeline folder (no model_index.json)")
+    if path.is_dir():
+        check_weights(path)
     try:
         pipe = DiffusionPipeline.from_pretrained(name_or_path, **kwargs)
     except (OSError, EnvironmentError, ValueError) as err:
