@@ -15,7 +15,7 @@ name: tiny
 models: [random-tiny-flux]
 scales: [2]
 prompts: {world: {n: 2, seed: 0}}
-seeds: [0]
+seeds: [0, 1]
 common: {steps: 2}
 recipes:
   direct: {}
@@ -43,19 +43,22 @@ def test_bench_writes_tables_grids_and_plot(bench_run):
     groups = {g["label"]: g for g in results["groups"]}
     assert set(groups) == {"direct", "sdedit"}
     for g in groups.values():
-        assert g["error"] is None and g["size"] == [128, 128] and g["n_images"] == 2 and g["n_crops"] == 8
+        assert g["error"] is None and g["size"] == [128, 128] and g["n_images"] == 4 and g["n_crops"] == 16
         m = g["metrics"]
-        assert m["fid"]["value"] is not None and m["fid"]["n"] == 2
-        assert m["kid_patch"]["n_crops"] == 8
+        assert m["fid"]["value"] is not None and m["fid"]["n"] == 4
+        assert m["kid_patch"]["n_crops"] == 16
         assert m["clip"]["value"] is None and "switched off" in m["clip"]["note"]
-        assert g["timing"]["n_runs"] == 2 and g["timing"]["seconds"] > 0
+        assert g["timing"]["n_runs"] == 4 and g["timing"]["seconds"] > 0
         assert g["timing"]["model_seconds"] > 0 and g["timing"]["peak_memory_bytes"] > 0
+        assert set(g["by_seed"]) == {"0", "1"}  # the spread across seed sets: each set scored on its own
+        assert all(s["kid"]["n"] == 2 for s in g["by_seed"].values())
+        assert g["by_seed"]["0"]["kid"]["value"] != g["by_seed"]["1"]["kid"]["value"]
     assert groups["direct"]["metrics"]["ssim_native"]["value"] is None  # no native stage
     assert groups["sdedit"]["metrics"]["ssim_native"]["value"] is not None
     ref = results["references"][0]["metrics"]
     assert ref["dup_rate"]["value"] == 0.0 and ref["count_acc"]["value"] == 1.0  # detector ceiling on ground truth
     md = (out / "results.md").read_text()
-    for part in ("Table 1", "Table 2", "Table 3", "| 128² | direct | 2 / 8 |", "n/c", "ground truth"):
+    for part in ("Table 1", "Table 2", "Table 3", "| 128² | direct | 4 / 16 |", "n/c", "ground truth", "Per seed set (0 / 1)"):
         assert part in md
     for f in ("grids/random-tiny-flux-x2.png", "grids/random-tiny-flux-x2-detail.png",
               "latency-random-tiny-flux.png", "reference/128x128/p000-s0.png",
@@ -74,7 +77,7 @@ def test_bench_resumes_without_regenerating(bench_run, monkeypatch):
     res = CliRunner().invoke(app, ["bench", str(spec), "--out", str(out), "--quiet", "--device", "cpu"])
     assert res.exit_code == 0, res.output
     after = json.loads((out / "results.json").read_text())
-    assert after["generation"]["generated"] == 0 and after["generation"]["skipped"] == 4
+    assert after["generation"]["generated"] == 0 and after["generation"]["skipped"] == 8
     assert after["inception_passes"] == 0  # features come back from the on-disk cache
     for b, a in zip(before["groups"], after["groups"]):
         assert a["metrics"] == b["metrics"] and a["timing"] == b["timing"]

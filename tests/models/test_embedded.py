@@ -1,4 +1,5 @@
-"""The embedded tiny-flux loads offline, generates with every recipe, and broken weights give clear errors."""
+"""The embedded tiny-flux and tiny-sd load offline, generate with every recipe, and broken weights give clear
+errors."""
 
 import shutil
 
@@ -13,30 +14,37 @@ FAST = {"direct": dict(steps=4), "upscale": dict(steps=4), "sdedit": dict(steps=
         "hiflow": dict(base_steps=6, stage_steps=(3, 2)), "demofusion": dict(steps=3, view_batch=64),
         "freescale": dict(steps=5), "diffusehigh": dict(steps=5, dwt_steps=2)}
 
-pytestmark = pytest.mark.skipif(not (EMBEDDED_DIR / "tiny-flux" / "model_index.json").is_file(),
-                                reason="embedded tiny-flux not in this build")
+CARDS = {"tiny-flux": ("flux", 4.0), "tiny-sd": ("sd", 5.0)}
 
 
-@pytest.fixture(scope="module")
-def tiny_flux_model():
-    return load_model("tiny-flux", device="cpu")
+def _present(name: str) -> bool:
+    return (EMBEDDED_DIR / name / "model_index.json").is_file()
 
 
-def test_card_and_native_generation(tiny_flux_model):
-    m = tiny_flux_model
-    assert m.geometry.native == (64, 64) and m.family == "flux" and m.default_guidance == 4.0
+@pytest.fixture(scope="module", params=list(CARDS))
+def embedded_model(request):
+    if not _present(request.param):
+        pytest.skip(f"embedded {request.param} not in this build")
+    return load_model(request.param, device="cpu")
+
+
+def test_card_and_native_generation(embedded_model):
+    m = embedded_model
+    family, guidance = CARDS[m.name]
+    assert m.geometry.native == (64, 64) and m.family == family and m.default_guidance == guidance
     plan = build_plan("direct", m, scale=1, steps=4)
     img = run_plan(m, plan, "a red sun setting over snowy mountains by a lake", seed=0).image
     assert img.shape == (1, 3, 64, 64) and torch.isfinite(img).all() and float(img.std()) > 0.02
 
 
 @pytest.mark.parametrize("recipe", list(RECIPES))
-def test_every_recipe_at_4x(tiny_flux_model, recipe):
-    plan = build_plan(recipe, tiny_flux_model, scale=4, **FAST[recipe])
-    img = run_plan(tiny_flux_model, plan, "a white moon over a lake at night", seed=1).image
+def test_every_recipe_at_4x(embedded_model, recipe):
+    plan = build_plan(recipe, embedded_model, scale=4, **FAST[recipe])
+    img = run_plan(embedded_model, plan, "a white moon over a lake at night", seed=1).image
     assert img.shape == (1, 3, 256, 256) and torch.isfinite(img).all()
 
 
+@pytest.mark.skipif(not _present("tiny-flux"), reason="embedded tiny-flux not in this build")
 def test_missing_or_corrupt_weights_name_the_file(tmp_path):
     folder = tmp_path / "tf"
     shutil.copytree(EMBEDDED_DIR / "tiny-flux", folder)

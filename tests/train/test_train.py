@@ -123,3 +123,12 @@ def test_cli_train_and_export_loads_offline(tmp_path, monkeypatch):
         assert model.geometry.native == (64, 64) and model.geometry.vae_scale == 4
         img = check_folder(folder, steps=2)
         assert img.shape == (1, 3, 64, 64) and torch.isfinite(img).all()
+    # exporting one model later (its sibling's run folder gone) keeps the sibling's record in TRAINING.md
+    import shutil
+
+    flux_section = md.split("## flux", 1)[1].split("## sd", 1)[0]
+    shutil.rmtree(tmp_path / "runs" / "flux")
+    res = r.invoke(app, ["export", "--runs", "runs", "--out", "embedded", "--flux", ""])
+    assert res.exit_code == 0, res.output
+    md2 = (tmp_path / "embedded/TRAINING.md").read_text()
+    assert "## vae" in md2 and "## sd" in md2 and flux_section.strip() in md2

@@ -269,6 +269,23 @@ def timing_summary(metas: list[dict]) -> dict:
     }
 
 
+def _scores_by_seed(spec: BenchSpec, items, gen, prompts, tools, nat_size, refs, natives, anchors) -> dict:
+    """The same metrics on each seed's subset (one image per prompt), for the spread across seed sets;
+    {} with a single seed. Inception features come from the cache filled by the full set."""
+    from .evaluate import evaluate_set
+
+    if len(spec.seeds) < 2:
+        return {}
+    out = {}
+    for seed in spec.seeds:
+        idx = [i for i, it in enumerate(items) if it.seed == seed]
+        pick = lambda seq: None if seq is None else [seq[i] for i in idx]  # noqa: E731
+        scores, _ = evaluate_set(pick(gen), pick(prompts), tools, spec.metrics, nat_size, references=pick(refs),
+                                 natives=pick(natives), anchors=anchors[idx])
+        out[str(seed)] = {k: v.to_dict() for k, v in scores.items()}
+    return out
+
+
 def evaluate_all(spec: BenchSpec, out: Path, device: str | None = None, progress: bool = True,
                  log=print) -> dict:
     """Evaluate every generated group; returns {"tools", "groups", "references", "seconds"}."""
@@ -324,11 +341,12 @@ def evaluate_all(spec: BenchSpec, out: Path, device: str | None = None, progress
             continue
         for rec, it in zip(per_image, items):
             rec["stem"] = it.stem
+        by_seed = _scores_by_seed(spec, items, gen, prompts, tools, nat_size, refs, native_imgs, anchors)
         groups.append({
             **base, "size": [w, h], "native": [nat_size[1], nat_size[0]], "params": metas[0]["plan"].get("params"),
             "n_images": len(items), "n_crops": int(anchors.shape[0] * anchors.shape[1]),
             "metrics": {k: v.to_dict() for k, v in scores.items()},
-            "timing": timing_summary(metas), "per_image": per_image, "error": None,
+            "timing": timing_summary(metas), "per_image": per_image, "by_seed": by_seed, "error": None,
         })
     bar.close()
     return {"tools": tools.describe(), "groups": groups, "references": references,

@@ -88,6 +88,36 @@ def _quality_table(groups: list[dict], labels: list[str], refs: list[dict]) -> l
     return lines
 
 
+#: metrics shown per seed set (the spread table)
+SPREAD_COLUMNS = ["kid", "kid_patch", "dup_rate", "count_acc", "attr_acc", "ssim_native", "psnr_native"]
+
+
+def _spread_table(groups: list[dict], labels: list[str]) -> list[str]:
+    """Each metric on each seed set's images, "a / b": the spread a reader should allow between rows."""
+    rows = [g for lab in labels for g in groups if g["label"] == lab and not g.get("error") and g.get("by_seed")]
+    if not rows:
+        return []
+    seeds = list(rows[0]["by_seed"])
+    cols = [c for c in QUALITY_COLUMNS if c[0] in SPREAD_COLUMNS]
+    head = ["Res", "Method", "n img per set"] + [c[1] for c in cols]
+    lines = [f"Per seed set ({' / '.join(seeds)}):", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    sizes = []
+    for g in rows:
+        if tuple(g["size"]) not in sizes:
+            sizes.append(tuple(g["size"]))
+    for size in sizes:
+        for g in (g for g in rows if tuple(g["size"]) == size):
+            per = [{k: Score.from_dict(v) for k, v in g["by_seed"][s].items()} for s in seeds]
+            n = next((x.n for x in per[0].values() if x.n), 0)
+            cells = [_res(size), g["label"], str(n)]
+            for m, _, digits, scale in cols:
+                vals = [sc.get(m) for sc in per]
+                cells.append(" / ".join(f"{v.value * scale:.{digits}f}" if v is not None and v.computed else "—"
+                                        for v in vals))
+            lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
 def _mib(b: int | None) -> str:
     return "—" if not b else f"{b / 2**20:.0f} MiB"
 
@@ -158,6 +188,9 @@ def markdown_report(results: dict, spec: BenchSpec) -> str:
         mg = [g for g in groups if g["model"] == model]
         refs = [r for r in results.get("references", []) if r["model"] == model]
         out += [f"## Table 1 — quality, `{model}`", ""] + _quality_table(mg, spec.comparison_labels, refs) + [""]
+        spread = _spread_table(mg, spec.comparison_labels + [x for x in spec.ablation
+                                                              if x not in spec.comparison_labels])
+        out += spread + ([""] if spread else [])
         out += [f"## Table 2 — latency, `{model}` (median seconds per image)", ""]
         out += _latency_tables(mg, spec.comparison_labels + [x for x in spec.ablation if x not in
                                                             spec.comparison_labels]) + [""]

@@ -186,7 +186,7 @@ def export(
         (run_dir / "export.json").write_text(json.dumps(info, indent=2) + "\n")
         exports[run_name] = info
         typer.echo(json.dumps(info))
-    names = ("vae",) + tuple(n for n in (flux_run, sd_run) if n)
+    names = ("vae", flux_run or "flux", sd_run or "sd")  # a skipped model keeps its record
     for n in names:  # earlier exports of runs not exported now
         f = Path(runs) / n / "export.json"
         if n not in exports and f.is_file():
