@@ -42,6 +42,7 @@ def _spec(name, runs, seed, steps, batch, threads, lr, warmup, ckpt_every, sampl
 
 
 SOURCE_HELP = "module providing vocabulary() and dataset_batch() (the training data)"
+MIX_HELP = "share of full-scene views in the latent cache, the rest close-ups (default: the world's 0.65)"
 STOP_HELP = "stop after this many steps of this invocation (checkpointed; rerun to continue)"
 
 
@@ -90,14 +91,15 @@ def vae(
 
 
 def _diffusion(ctx, kind, name, runs, seed, steps, batch, threads, lr, warmup, vae_dir, cache_n, p_uncond, ema,
-               ckpt_every, sample_every, denoiser, stop_after, source, logit_mean=0.0, logit_std=1.0):
+               ckpt_every, sample_every, denoiser, stop_after, source, logit_mean=0.0, logit_std=1.0,
+               full_fraction=None):
     from .data import world_source
     from .diffusion import DiffusionOptions, train_diffusion
 
     _record_command(ctx, runs, name)
     spec = _spec(name, runs, seed, steps, batch, threads, lr, warmup, ckpt_every, sample_every, stop_after)
     opts = DiffusionOptions(kind=kind, vae=vae_dir, cache_n=cache_n, p_uncond=p_uncond, ema_decay=ema,
-                            logit_mean=logit_mean, logit_std=logit_std,
+                            logit_mean=logit_mean, logit_std=logit_std, full_fraction=full_fraction,
                             denoiser=json.loads(denoiser) if denoiser else None)
     _finish(train_diffusion(spec, opts, world_source(source)))
 
@@ -119,6 +121,7 @@ def flux(
     ema: float = typer.Option(0.999, help="EMA decay"),
     logit_mean: float = typer.Option(0.0, help="σ = sigmoid(mean + std·n)"),
     logit_std: float = typer.Option(1.0),
+    full_fraction: Optional[float] = typer.Option(None, help=MIX_HELP),
     ckpt_every: float = typer.Option(180.0),
     sample_every: int = typer.Option(500),
     transformer: Optional[str] = typer.Option(None, help="JSON overrides of the transformer config"),
@@ -127,7 +130,7 @@ def flux(
 ):
     """Train tiny-flux (FluxTransformer2DModel, rectified flow, 64 px)."""
     _diffusion(ctx, "flux", name, runs, seed, steps, batch, threads, lr, warmup, vae_dir, cache_n, p_uncond, ema,
-               ckpt_every, sample_every, transformer, stop_after, source, logit_mean, logit_std)
+               ckpt_every, sample_every, transformer, stop_after, source, logit_mean, logit_std, full_fraction)
 
 
 @app.command()
@@ -147,13 +150,14 @@ def sd(
     ema: float = typer.Option(0.999, help="EMA decay"),
     ckpt_every: float = typer.Option(180.0),
     sample_every: int = typer.Option(500),
+    full_fraction: Optional[float] = typer.Option(None, help=MIX_HELP),
     unet: Optional[str] = typer.Option(None, help="JSON overrides of the UNet config"),
     stop_after: Optional[int] = typer.Option(None, help=STOP_HELP),
     source: str = typer.Option("hiresflow.world", help=SOURCE_HELP),
 ):
     """Train tiny-sd (UNet2DConditionModel, ε-prediction DDPM, 64 px)."""
     _diffusion(ctx, "sd", name, runs, seed, steps, batch, threads, lr, warmup, vae_dir, cache_n, p_uncond, ema,
-               ckpt_every, sample_every, unet, stop_after, source)
+               ckpt_every, sample_every, unet, stop_after, source, full_fraction=full_fraction)
 
 
 @app.command()

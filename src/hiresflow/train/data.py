@@ -87,14 +87,19 @@ class LatentCache:
 
 @torch.no_grad()
 def build_latent_cache(path: str | os.PathLike, vae, source: Source, *, n: int, size: int, seed: int,
-                       chunk: int = 256, vae_digest: str = "", progress: bool = True) -> LatentCache:
+                       chunk: int = 256, vae_digest: str = "", progress: bool = True,
+                       view_kwargs: dict | None = None) -> LatentCache:
     """Render ``n`` views of ``size`` px with ``source.dataset_batch`` (chunk ``i`` uses seed
-    ``step_seed(seed, i, "cache")``), encode them with ``vae`` (posterior mode) and save them to ``path``
-    (``.safetensors`` + a ``.json`` with the prompts and metadata). Reuses an existing cache with equal metadata."""
+    ``step_seed(seed, i, "cache")``; ``view_kwargs`` such as ``full_fraction`` go to it too), encode them with
+    ``vae`` (posterior mode) and save them to ``path`` (``.safetensors`` + a ``.json`` with the prompts and
+    metadata). Reuses an existing cache with equal metadata."""
     from tqdm import tqdm
 
     path = Path(path)
     meta = {"n": int(n), "size": int(size), "seed": int(seed), "chunk": int(chunk), "vae": vae_digest}
+    view_kwargs = dict(view_kwargs or {})
+    if view_kwargs:
+        meta["views"] = view_kwargs
     if path.is_file() and path.with_suffix(".json").is_file():
         cache = LatentCache.load(path)
         if cache.meta == meta:
@@ -103,7 +108,7 @@ def build_latent_cache(path: str | os.PathLike, vae, source: Source, *, n: int, 
     chunks = (n + chunk - 1) // chunk
     for i in tqdm(range(chunks), desc="latent cache", disable=not progress, mininterval=2.0):
         b = min(chunk, n - i * chunk)
-        imgs, ps = source.dataset_batch(step_seed(seed, i, "cache"), b, size)
+        imgs, ps = source.dataset_batch(step_seed(seed, i, "cache"), b, size, **view_kwargs)
         x = images_to_tensor(imgs).to(vae.device, vae.dtype)
         # contiguous: conv outputs may be channels-last, and the memory format changes conv numerics, so a
         # freshly built cache must look exactly like one loaded from disk

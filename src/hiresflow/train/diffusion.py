@@ -39,6 +39,7 @@ class DiffusionOptions:
     vae: str | None = "runs/vae/vae"  # trained VAE folder (None: random VAE, tests only)
     cache: str | None = None  # latent cache path (default <runs>/latents-<size>-<n>-<vae digest>.safetensors)
     cache_n: int = 50000
+    full_fraction: float | None = None  # share of full-scene views (None: the source's default; rest close-ups)
     size: int = 64  # native image size
     p_uncond: float = 0.1
     ema_decay: float = 0.999
@@ -125,7 +126,8 @@ def preview(pipe, prompts: list[str], *, seed: int = 0, steps: int = 20, guidanc
 
 
 def _default_cache_path(spec: TrainSpec, opts: DiffusionOptions, digest: str) -> Path:
-    return Path(spec.runs) / f"latents-{opts.size}px-{opts.cache_n}-s{spec.seed}-{digest}.safetensors"
+    mix = "" if opts.full_fraction is None else f"-full{opts.full_fraction:g}"
+    return Path(spec.runs) / f"latents-{opts.size}px-{opts.cache_n}{mix}-s{spec.seed}-{digest}.safetensors"
 
 
 def train_diffusion(spec: TrainSpec, opts: DiffusionOptions, source: Source | None = None) -> dict:
@@ -138,6 +140,9 @@ def train_diffusion(spec: TrainSpec, opts: DiffusionOptions, source: Source | No
                   "logit_mean": opts.logit_mean, "logit_std": opts.logit_std, "denoiser": opts.denoiser or {},
                   "size": opts.size, "cache_n": opts.cache_n, "weight_decay": opts.weight_decay,
                   "grad_clip": opts.grad_clip, **opts.extra}
+    view_kwargs = {} if opts.full_fraction is None else {"full_fraction": float(opts.full_fraction)}
+    if view_kwargs:
+        spec.extra["full_fraction"] = view_kwargs["full_fraction"]
     run = Run(spec)
     skel_dir = run.dir / "skeleton"
     if not (skel_dir / "model_index.json").is_file():
@@ -156,7 +161,7 @@ def train_diffusion(spec: TrainSpec, opts: DiffusionOptions, source: Source | No
     digest = file_digest(skel_dir / "vae")
     cache_path = Path(opts.cache) if opts.cache else _default_cache_path(spec, opts, digest)
     cache = build_latent_cache(cache_path, pipe.vae, source, n=opts.cache_n, size=opts.size, seed=spec.seed,
-                               vae_digest=digest, progress=spec.progress)
+                               vae_digest=digest, progress=spec.progress, view_kwargs=view_kwargs)
 
     opt = torch.optim.AdamW(model.parameters(), lr=spec.lr, betas=(0.9, 0.99), weight_decay=opts.weight_decay)
     ema = EMA(model, opts.ema_decay)

@@ -123,21 +123,23 @@ def _candidates(scene: Scene, g: np.random.Generator) -> list[tuple[str, float, 
 
 
 def sample_view(
-    rng: np.random.Generator | int, size: int = 64
+    rng: np.random.Generator | int, size: int = 64, full_fraction: float = FULL_FRACTION
 ) -> tuple[np.ndarray, str, Scene, dict[str, Any]]:
     """Sample a scene and one view of it.
 
     Returns ``(image, prompt, scene, view)``: a uint8 ``size x size x 3``
     image, its prompt, the scene, and ``view = {"kind": "full" | "closeup",
-    "subject", "zoom", "window", "seed"}``.  About 65 % of views are full scenes;
-    the rest are close-ups (zoom 2, 4 or 8) of the sun/moon, a tree, the house,
+    "subject", "zoom", "window", "seed"}``.  A fraction ``full_fraction`` of views
+    (65 % by default) are full scenes; the rest are close-ups (zoom 2, 4 or 8) of the sun/moon, a tree, the house,
     lake ripples, rock, clouds, stars or ground.
     """
+    if not 0.0 <= full_fraction <= 1.0:
+        raise ValueError(f"full_fraction must lie in [0, 1], got {full_fraction!r}")
     g = as_generator(rng)
     size = check_size("size", size)
     scene = sample_scene(g)
     tex_seed = int(g.integers(0, 2**31))
-    if g.random() < FULL_FRACTION:
+    if g.random() < full_fraction:
         image = render(scene, size, size, tex_seed)
         view = {"kind": "full", "subject": None, "zoom": 1, "window": None, "seed": tex_seed}
         return image, prompt_for(scene, g), scene, view
@@ -149,8 +151,10 @@ def sample_view(
     return image, closeup_prompt(subject, scene, g), scene, view
 
 
-def dataset_batch(seed: int, batch: int, size: int = 64) -> tuple[np.ndarray, list[str]]:
-    """``batch`` views from one seed: uint8 ``(batch, size, size, 3)`` and their prompts."""
+def dataset_batch(seed: int, batch: int, size: int = 64,
+                  full_fraction: float = FULL_FRACTION) -> tuple[np.ndarray, list[str]]:
+    """``batch`` views from one seed: uint8 ``(batch, size, size, 3)`` and their prompts; ``full_fraction`` of
+    them full scenes, the rest close-ups."""
     if isinstance(batch, bool) or not isinstance(batch, (int, np.integer)) or batch < 1:
         raise ValueError(f"batch must be a positive int, got {batch!r}")
     g = as_generator(seed)
@@ -158,6 +162,6 @@ def dataset_batch(seed: int, batch: int, size: int = 64) -> tuple[np.ndarray, li
     images = np.empty((int(batch), size, size, 3), np.uint8)
     prompts = []
     for i in range(int(batch)):
-        images[i], p, _, _ = sample_view(g, size)
+        images[i], p, _, _ = sample_view(g, size, full_fraction)
         prompts.append(p)
     return images, prompts
