@@ -26,7 +26,7 @@ import torch.nn.functional as F
 
 from hiresflow.flow.filters import haar_lowpass
 from hiresflow.flow.sampler import StepContext, Trajectory
-from hiresflow.guides.base import StageEnv, StageResult
+from hiresflow.stage import StageEnv, StageResult
 from hiresflow.guides.hiflow import HiFlowConfig
 from hiresflow.guides.imax import ProjectedFlowConfig
 

@@ -1,29 +1,22 @@
 """A Plan is plain data: the stages of a cascade, each with its size, σ grid, initialisation and guides.
 
 Recipes (`hiresflow.recipes`) build Plans with the published defaults; `hiresflow.runner.run_plan` executes them.
-`Plan.to_dict()` is written into every image's metadata and every benchmark report.
+`Plan.to_dict()` is written into every image's metadata and every benchmark report, and
+`Plan.from_dict(plan.to_dict()) == plan`: a saved image's plan re-runs exactly. The hooks a stage carries (guide,
+patch and denoiser configs) are the stage protocol's, `hiresflow.stage`.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import typing
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-__all__ = ["ScheduleSpec", "SharpenSpec", "InitSpec", "Stage", "Plan", "UpscaleSpec", "check_fraction", "check_weight"]
+from .checks import check_fraction
+from .stage import DenoiserConfig, GuideConfig, PatchConfig
 
-
-def check_fraction(name: str, value: float) -> float:
-    """τ-like values must lie in (0, 1]."""
-    if not (isinstance(value, (int, float)) and 0 < value <= 1):
-        raise ValueError(f"{name} must lie in (0, 1], got {value!r}; e.g. {name}=0.6")
-    return float(value)
-
-
-def check_weight(name: str, value: float) -> float:
-    if not (isinstance(value, (int, float)) and value >= 0):
-        raise ValueError(f"{name} must be a non-negative number, got {value!r}; use 0 to switch it off")
-    return float(value)
+__all__ = ["ScheduleSpec", "SharpenSpec", "InitSpec", "Stage", "Plan", "UpscaleSpec"]
 
 
 @dataclass
@@ -86,10 +79,10 @@ class Stage:
     size: tuple[int, int]  # (height, width) in pixels
     schedule: ScheduleSpec
     init: InitSpec = field(default_factory=InitSpec)
-    guides: list[Any] = field(default_factory=list)  # guide configs (hiresflow.guides.*Config)
+    guides: list[GuideConfig] = field(default_factory=list)  # run in this order (hiresflow.guides)
     guidance: float | None = None  # Flux guidance / CFG scale; None = model default
-    denoiser: Any = None  # None = one global model call; else e.g. DemoFusion's MultiViewConfig
-    patches: list[Any] = field(default_factory=list)  # model patch configs (hiresflow.patches.*Config)
+    denoiser: DenoiserConfig | None = None  # None = one global model call; else e.g. DemoFusion's MultiViewConfig
+    patches: list[PatchConfig] = field(default_factory=list)  # nested by PatchOrder (hiresflow.patches)
     name: str = ""
 
 
@@ -124,3 +117,67 @@ class Plan:
             return obj
 
         return conv(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "Plan":
+        """Rebuild a plan from `to_dict()` output (e.g. an image's JSON sidecar or PNG metadata)."""
+        if not isinstance(data, dict) or data.get("type") != "Plan":
+            raise ValueError("not a hiresflow plan: expected a dict with type 'Plan' (the 'plan' field of an "
+                             "image's metadata)")
+        return _from_data(data, config_types())
+
+
+def config_types() -> dict[str, type]:
+    """Every dataclass a plan may hold, by class name: the plan specs and all guide, patch and denoiser configs."""
+    from . import guides, patches  # noqa: F401 - imports every config class
+
+    out: dict[str, type] = {c.__name__: c for c in (Plan, Stage, ScheduleSpec, SharpenSpec, InitSpec, UpscaleSpec)}
+    todo = [GuideConfig, PatchConfig, DenoiserConfig]
+    while todo:
+        base = todo.pop()
+        for c in base.__subclasses__():
+            todo.append(c)
+            if dataclasses.is_dataclass(c):
+                if out.get(c.__name__, c) is not c:
+                    raise TypeError(f"two plan config classes are named {c.__name__}; rename one")
+                out[c.__name__] = c
+    return out
+
+
+def _typed(value, hint):
+    """JSON lists back to tuples where the field is a tuple (dataclass equality is type-sensitive)."""
+    origin = typing.get_origin(hint)
+    if origin is typing.Union or str(origin) == "<class 'types.UnionType'>":
+        for arg in typing.get_args(hint):
+            if typing.get_origin(arg) is tuple and isinstance(value, list):
+                return _typed(value, arg)
+        return value
+    if origin is tuple and isinstance(value, list):
+        args = typing.get_args(hint)
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(_typed(v, args[0]) for v in value)
+        return tuple(_typed(v, a) for v, a in zip(value, args)) if args else tuple(value)
+    return value
+
+
+def _from_data(obj, types: dict[str, type]):
+    if isinstance(obj, list):
+        return [_from_data(o, types) for o in obj]
+    if not isinstance(obj, dict):
+        return obj
+    if "type" not in obj:
+        return {k: _from_data(v, types) for k, v in obj.items()}
+    name = obj["type"]
+    cls = types.get(name)
+    if cls is None:
+        raise ValueError(f"unknown plan component {name!r}; this hiresflow version cannot re-run that plan")
+    hints = typing.get_type_hints(cls)
+    kwargs = {}
+    names = {f.name for f in dataclasses.fields(cls) if f.init}
+    for key, val in obj.items():
+        if key == "type":
+            continue
+        if key not in names:
+            raise ValueError(f"{name} has no field {key!r}; this hiresflow version cannot re-run that plan")
+        kwargs[key] = _typed(_from_data(val, types), hints.get(key))
+    return cls(**kwargs)

@@ -18,7 +18,8 @@ from .guides.imax import ProjectedFlowConfig
 from .guides.skip_residual import SkipResidualConfig
 from .models.base import FlowModel, LatentGeometry
 from .flow.schedule import resolution_shift, validate_steps
-from .plan import InitSpec, Plan, ScheduleSpec, SharpenSpec, Stage, UpscaleSpec, check_fraction
+from .checks import check_fraction
+from .plan import InitSpec, Plan, ScheduleSpec, SharpenSpec, Stage, UpscaleSpec
 
 __all__ = ["Recipe", "RECIPES", "build_plan", "resolve_sizes", "cascade_sizes", "recipe_params"]
 
@@ -106,40 +107,12 @@ def _native_stage(model: FlowModel, native, steps: int | None, shift: float | No
                  guidance=guidance, name="native")
 
 
-def dit_patches(model: FlowModel, *, ntk: float = 1.0, pi_floor: bool = False, proportional_attention: bool = False,
-                text_duplication: bool = False, shifted_patches: bool = False,
-                windowed_attention: float | None = None) -> list:
-    """The DiT inference toolkit for a high-resolution stage, limited to what the model family supports.
+def dit_patches(model: FlowModel, **switches) -> list:
+    """The DiT inference toolkit for a high-resolution stage, as the model's family implements it
+    (`FlowModel.toolkit_patches`; switches are the fields of `hiresflow.patches.toolkit.DiTToolkit`)."""
+    from .patches.toolkit import DiTToolkit
 
-    Flux: all of them. SD3: text duplication, shifted patches, proportional attention (query scaling) and the
-    positional-embedding extension (position interpolation). U-Nets: none (their patches are separate)."""
-    from .patches.attention import ProportionalAttentionConfig
-    from .patches.rope import RopeScalingConfig
-    from .patches.sd3 import SD3PositionConfig, SD3ProportionalAttentionConfig
-    from .patches.shifted_patches import ShiftedPatchesConfig
-    from .patches.text_dup import TextDuplicationConfig
-    from .patches.windowed_attention import WindowedAttentionConfig
-
-    fam = model.family
-    out: list = []
-    if fam not in ("flux", "sd3"):
-        return out
-    if text_duplication:
-        out.append(TextDuplicationConfig())
-    if shifted_patches:
-        out.append(ShiftedPatchesConfig())
-    if fam == "sd3":
-        out.append(SD3PositionConfig())
-        if proportional_attention:
-            out.append(SD3ProportionalAttentionConfig())
-    if fam == "flux":
-        if ntk != 1.0 or pi_floor:
-            out.append(RopeScalingConfig(ntk=ntk, pi_floor=pi_floor))
-        if proportional_attention:
-            out.append(ProportionalAttentionConfig())
-        if windowed_attention is not None:
-            out.append(WindowedAttentionConfig(start=windowed_attention))
-    return out
+    return model.toolkit_patches(DiTToolkit(**switches))
 
 
 def _embedded(model: FlowModel, values):

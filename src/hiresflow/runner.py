@@ -1,5 +1,7 @@
 """Execute a Plan on a FlowModel: stage by stage, init → guided Euler sampling → decode.
 
+The hooks and the order they run in within a step are the stage protocol's (`hiresflow.stage`).
+
 Randomness: stage s draws its noise (and any sharpening σ, posterior sample or view jitter) from its own
 `torch.Generator` seeded with `stage_seed(seed, s)`, on the CPU, so a seed gives the same bytes on every run
 and a stage's randomness does not depend on how many numbers an earlier stage consumed.
@@ -14,11 +16,12 @@ from typing import Any, Callable
 import torch
 
 from .flow.filters import random_unsharp_mask
+from .flow.resize import resize_image, resize_latent
 from .flow.sampler import sample
-from .guides.base import StageEnv, StageResult, resize_image, resize_latent
 from .models.base import FlowModel
 from .patches.base import compose_patches
 from .plan import Plan, Stage
+from .stage import StageEnv, StageResult
 
 __all__ = ["RunResult", "run_plan", "stage_seed", "stage_sigmas"]
 
@@ -123,10 +126,10 @@ def run_plan(
 
         patched = compose_patches(core, [p.build(env) for p in stage.patches])
 
-        def base_velocity(xx, ctx, _f=patched):
+        def model_call(xx, ctx, _f=patched):  # one patched model call
             return _f(xx, ctx, cond)
 
-        velocity_fn = stage.denoiser.build(env, base_velocity) if stage.denoiser is not None else base_velocity
+        velocity_fn = stage.denoiser.build(env, model_call) if stage.denoiser is not None else model_call
         desc = f"{plan.recipe} stage {s} {stage.size[1]}x{stage.size[0]}"
         out = sample(velocity_fn, x, sigmas, start=start, guides=guides, stage=s, generator=gen,
                      progress=desc if progress else False)

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from hiresflow.flow.filters import butterworth_lowpass
-from hiresflow.guides.base import resize_latent
+from hiresflow.flow.resize import resize_latent
 from hiresflow.guides.demofusion import MultiViewConfig
 from hiresflow.models.loading import wrap_pipeline
 from hiresflow.recipes import build_plan

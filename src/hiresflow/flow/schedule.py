@@ -103,3 +103,12 @@ def resolution_shift(base_shift: float, scale: float, factor: float = 1.0) -> fl
     if scale < 1:
         raise ValueError(f"scale must be >= 1, got {scale}; pass the linear upscale factor (e.g. 4 for 4x)")
     return factor * base_shift * scale
+
+
+def cosine_factor(time_fraction: float) -> float:
+    """cf(t) = ½·(1 + cos(π·(T − t)/T)) with t/T = `time_fraction`: 1 at pure noise, 0 at data.
+
+    DemoFusion and FreeScale evaluate it on the scheduler's timestep value (docs/methods/demofusion.md); flow
+    models pass σ, DDPM models their fractional timestep / 1000 (`FlowModel.time_fraction`).
+    """
+    return 0.5 * (1.0 + math.cos(math.pi * (1.0 - time_fraction)))

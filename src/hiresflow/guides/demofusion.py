@@ -20,10 +20,10 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from ..checks import check_weight
 from ..flow.filters import gaussian_blur
-from ..flow.sampler import Guide, StepContext
-from ..plan import check_weight
-from .base import GuideConfig, StageEnv, cosine_factor
+from ..flow.schedule import cosine_factor
+from ..stage import DenoiserConfig, Guide, GuideConfig, StageEnv, StepContext, VelocityFn
 
 __all__ = ["MultiViewConfig", "MeanStdResetConfig", "view_origins"]
 
@@ -39,7 +39,7 @@ def view_origins(length: int, view: int, stride: int) -> list[int]:
 
 
 @dataclass
-class MultiViewConfig:
+class MultiViewConfig(DenoiserConfig):
     view_size: int | None = None  # latent pixels; None = the model's native latent size
     stride: int | None = None  # None = half a view
     jitter: bool = True
@@ -56,14 +56,14 @@ class MultiViewConfig:
         if self.view_batch < 1:
             raise ValueError(f"view_batch must be >= 1, got {self.view_batch}")
 
-    def build(self, env: StageEnv, base_velocity):
-        return MultiViewDenoiser(self, env, base_velocity)
+    def build(self, env: StageEnv, call: VelocityFn) -> "MultiViewDenoiser":
+        return MultiViewDenoiser(self, env, call)
 
 
 class MultiViewDenoiser:
     """Callable velocity_fn(x, ctx) implementing the local + global paths."""
 
-    def __init__(self, cfg: MultiViewConfig, env: StageEnv, base_velocity):
+    def __init__(self, cfg: MultiViewConfig, env: StageEnv, base_velocity: VelocityFn):
         self.cfg, self.env, self.base = cfg, env, base_velocity
         geo = env.model.geometry
         p = geo.patch

@@ -14,9 +14,9 @@ from typing import Literal
 
 import torch
 
+from ..checks import check_choice
 from ..flow.filters import haar_lowpass
-from ..flow.sampler import Guide, StepContext
-from .base import GuideConfig, StageEnv
+from ..stage import Guide, GuideConfig, StageEnv, StepContext, require_previous, velocity_from_x0
 
 __all__ = ["StructureGuidanceConfig", "StructureGuide"]
 
@@ -32,12 +32,10 @@ class StructureGuidanceConfig(GuideConfig):
             raise ValueError(f"dwt steps must be >= 0, got {self.steps}")
         if self.level < 1:
             raise ValueError(f"DWT level must be >= 1, got {self.level}")
-        if self.space not in ("pixel", "latent"):
-            raise ValueError(f"space must be 'pixel' or 'latent', got {self.space!r}")
+        check_choice("space", self.space, ("pixel", "latent"))
 
     def build(self, env: StageEnv) -> "StructureGuide":
-        if env.upsampled is None:
-            raise ValueError("structure guidance needs a previous stage; put it on a cascade stage")
+        require_previous(env, "structure guidance")
         return StructureGuide(self, env)
 
 
@@ -65,4 +63,4 @@ class StructureGuide(Guide):
             x0 = model.encode(img).to(x0.device)
         else:
             x0 = x0 - haar_lowpass(x0, self.cfg.level) + self.low
-        return (ctx.x - x0) / (ctx.sigma + 1e-6)
+        return velocity_from_x0(ctx.x, x0, ctx.sigma)

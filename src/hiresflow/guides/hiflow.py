@@ -20,22 +20,19 @@ from typing import Literal
 
 import torch
 
+from ..checks import check_choice, check_weight
 from ..flow.filters import butterworth_lowpass, haar_lowpass
-from ..flow.sampler import Guide, StepContext
-from ..plan import check_weight
-from .base import GuideConfig, StageEnv, resize_image, resize_latent
+from ..flow.resize import resize_image, resize_latent
+from ..stage import Guide, GuideConfig, StageEnv, StepContext, require_previous, velocity_from_x0
 
 __all__ = ["HiFlowConfig", "HiFlowGuide", "ReferenceFlow"]
-
-EPS = 1e-6  # the official denominator guard
 
 
 class ReferenceFlow:
     """x̂0_ref at a schedule index, brought to the current latent size (cached per index)."""
 
     def __init__(self, env: StageEnv, space: str = "latent", interpolation: str = "bicubic"):
-        if env.previous is None:
-            raise ValueError("HiFlow guidance needs a previous stage; put it on a cascade stage, not the first")
+        require_previous(env, "HiFlow guidance")
         self.env, self.space, self.interpolation = env, space, interpolation
         self.traj = env.previous.trajectory
         self._cache: tuple[int, torch.Tensor] | None = None
@@ -80,12 +77,10 @@ class HiFlowConfig(GuideConfig):
     def __post_init__(self) -> None:
         check_weight("alpha", self.alpha)
         check_weight("beta", self.beta)
-        if self.weight_schedule not in ("step", "sigma"):
-            raise ValueError(f"weight_schedule must be 'step' (official) or 'sigma' (paper), got {self.weight_schedule!r}")
-        if self.filter not in ("butterworth", "dwt"):
-            raise ValueError(f"filter must be 'butterworth' or 'dwt', got {self.filter!r}")
-        if self.reference_space not in ("latent", "pixel"):
-            raise ValueError(f"reference_space must be 'latent' or 'pixel', got {self.reference_space!r}")
+        check_choice("weight_schedule ('step' official, 'sigma' paper)", self.weight_schedule, ("step", "sigma"))
+        check_choice("filter", self.filter, ("butterworth", "dwt"))
+        check_choice("reference_space", self.reference_space, ("latent", "pixel"))
+        check_choice("reference_interpolation", self.reference_interpolation, ("bicubic", "bilinear"))
 
     def build(self, env: StageEnv) -> "HiFlowGuide":
         return HiFlowGuide(self, env)
@@ -127,9 +122,8 @@ class HiFlowGuide(Guide):
         x0 = ctx.x0
         if a > 0:
             x0 = x0 + a * self.lowpass(ref - x0)
-        denom = ctx.sigma + EPS
-        v = (x - x0) / denom
-        v_ref = (x - ref) / denom
+        v = velocity_from_x0(x, x0, ctx.sigma)
+        v_ref = velocity_from_x0(x, ref, ctx.sigma)
         if b > 0 and self.v_prev is not None:
             v = v + b * ((self.v_prev + v_ref - self.v_ref_prev) - v)
         self.v_prev, self.v_ref_prev = v, v_ref

@@ -19,10 +19,9 @@ from typing import Literal
 
 import torch
 
+from ..checks import check_choice, check_weight
 from ..flow.filters import haar_lowpass
-from ..flow.sampler import Guide, StepContext
-from ..plan import check_weight
-from .base import GuideConfig, StageEnv
+from ..stage import Guide, GuideConfig, StageEnv, StepContext, require_previous, velocity_from_x0
 
 __all__ = ["ProjectedFlowConfig", "ProjectedFlowGuide"]
 
@@ -36,15 +35,13 @@ class ProjectedFlowConfig(GuideConfig):
     scale: float = 1.0
 
     def __post_init__(self) -> None:
-        if self.schedule not in SCHEDULES:
-            raise ValueError(f"guidance schedule must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}")
+        check_choice("guidance schedule", self.schedule, SCHEDULES)
         if self.dwt_level < 1:
             raise ValueError(f"dwt_level must be >= 1, got {self.dwt_level}")
         check_weight("scale", self.scale)
 
     def build(self, env: StageEnv) -> "ProjectedFlowGuide":
-        if env.upsampled is None:
-            raise ValueError("projected flow needs a previous stage to build the guidance latent G")
+        require_previous(env, "projected flow (its guidance latent G)")
         return ProjectedFlowGuide(self, env.upsampled)
 
 
@@ -63,7 +60,7 @@ class ProjectedFlowGuide(Guide):
         if cfg.schedule == "disable" or cfg.scale == 0:
             return ctx.v
         v = ctx.v
-        diff = (ctx.x - self.G) / (ctx.sigma + 1e-6) - v  # v_G − v
+        diff = velocity_from_x0(ctx.x, self.G, ctx.sigma) - v  # v_G − v
         low = haar_lowpass(diff, cfg.dwt_level)
         c = cfg.scale * self.coefficient(ctx)
         if cfg.schedule == "cosine_decay":

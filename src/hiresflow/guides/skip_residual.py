@@ -12,9 +12,9 @@ from dataclasses import dataclass
 
 import torch
 
-from ..flow.sampler import Guide, StepContext
-from ..plan import check_weight
-from .base import GuideConfig, StageEnv, cosine_factor
+from ..checks import check_weight
+from ..flow.schedule import cosine_factor
+from ..stage import Guide, GuideConfig, StageEnv, StepContext, require_previous
 
 __all__ = ["SkipResidualConfig", "SkipResidualGuide"]
 
@@ -29,8 +29,7 @@ class SkipResidualConfig(GuideConfig):
         check_weight("weight", self.weight)
 
     def build(self, env: StageEnv) -> "SkipResidualGuide":
-        if env.upsampled is None:
-            raise ValueError("the skip residual needs a previous stage; put it on a cascade stage")
+        require_previous(env, "the skip residual")
         return SkipResidualGuide(self, env)
 
 
@@ -39,11 +38,9 @@ class SkipResidualGuide(Guide):
 
     def __init__(self, cfg: SkipResidualConfig, env: StageEnv):
         self.cfg, self.env = cfg, env
-        self.last_c1: float | None = None
 
     def before_model(self, ctx: StepContext) -> torch.Tensor:
         if self.cfg.weight == 0:
             return ctx.x
         c1 = self.cfg.weight * cosine_factor(self.env.model.time_fraction(ctx.sigma)) ** self.cfg.cosine_scale
-        self.last_c1 = c1
         return (1 - c1) * ctx.x + c1 * self.env.noised(self.env.upsampled, ctx.index)

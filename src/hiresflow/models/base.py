@@ -6,6 +6,11 @@ A `FlowModel` exposes
 - `schedule(steps, size, …)`: the model's σ grid for a stage size, computed by `hiresflow.flow.schedule`,
 - `encode` / `decode` between images in [0, 1] ([B, 3, H, W]) and normalised latents,
 - `geometry`: latent channels, VAE factor, patch size and native resolution, used to validate sizes.
+
+An adapter owns its family: it declares the patch configs it supports (`patch_types`) and maps the
+family-neutral DiT toolkit switches to them (`toolkit_patches`), answers the family-specific questions patches
+ask (`text_tokens`, `duplicate_text`), and gives training its forward pass and loss (`denoiser`,
+`encode_prompts`, `training_loss`). Adding a model family touches its adapter, its tiny builder and a test.
 """
 
 from __future__ import annotations
@@ -16,9 +21,9 @@ from typing import Any
 
 import torch
 
-from ..flow.sampler import StepContext
+from ..stage import PatchConfig, StepContext
 
-__all__ = ["LatentGeometry", "FlowModel", "VaeCodec", "parse_size"]
+__all__ = ["LatentGeometry", "FlowModel", "VaeCodec", "parse_size", "adapter_classes"]
 
 
 def parse_size(text: str) -> tuple[int, int]:
@@ -71,7 +76,8 @@ class LatentGeometry:
 class VaeCodec:
     """Images in [0, 1] ↔ normalised latents z = (E(x) − shift)·scale for a diffusers AutoencoderKL.
 
-    Uses diffusers' own tiling (`enable_tiling`) above `tile_above` pixels per side.
+    Uses diffusers' own tiling (`enable_tiling`) above `tile_above` pixels per side, for encode and decode alike
+    (decode measures the image side as latent side × the VAE's own factor, 4 for the embedded VAE, 8 for SD/Flux).
     """
 
     def __init__(self, vae, tile_above: int | None = 2048):
@@ -79,6 +85,11 @@ class VaeCodec:
         self.scaling = float(getattr(vae.config, "scaling_factor", 1.0) or 1.0)
         self.shift = float(getattr(vae.config, "shift_factor", 0.0) or 0.0)
         self.tile_above = tile_above
+        self.factor = 2 ** (len(getattr(vae.config, "block_out_channels", (0, 0, 0, 0))) - 1)
+
+    def normalise(self, raw: torch.Tensor) -> torch.Tensor:
+        """Raw VAE latents (posterior mode or sample) → the normalised latents the denoiser sees."""
+        return (raw - self.shift) * self.scaling
 
     def _tiling(self, side: int) -> None:
         if self.tile_above is None or not hasattr(self.vae, "enable_tiling"):
@@ -100,12 +111,12 @@ class VaeCodec:
             z = dist.mean.float() + dist.std.float() * noise.to(dist.mean.device)
         else:
             z = dist.mode().float()
-        return (z - self.shift) * self.scaling
+        return self.normalise(z)
 
     @torch.no_grad()
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         vae = self.vae
-        self._tiling(max(z.shape[-2:]) * 8)
+        self._tiling(max(z.shape[-2:]) * self.factor)
         img = vae.decode((z / self.scaling + self.shift).to(device=vae.device, dtype=vae.dtype)).sample
         return ((img.float() + 1) / 2).clamp(0, 1)
 
@@ -156,6 +167,49 @@ class FlowModel(ABC):
         """The model's own time t/T for σ (σ itself for flow models; timestep/1000 for DDPM models)."""
         return sigma
 
+    # ------------------------------------------------------------ what the family supports
+
+    @classmethod
+    def patch_types(cls) -> tuple[type[PatchConfig], ...]:
+        """The patch configs this family implements (none by default)."""
+        return ()
+
+    def check_patch(self, config: PatchConfig) -> None:
+        """One-line error when `config` is not a patch of this model's family."""
+        if isinstance(config, self.patch_types()):
+            return
+        families = sorted({c.family for c in adapter_classes() if isinstance(config, c.patch_types())})
+        what = getattr(config, "what", type(config).__name__)
+        raise ValueError(f"{what} applies to {'/'.join(families) or 'no'} models; {self.name!r} is {self.family}; "
+                         f"switch it off for this model")
+
+    def toolkit_patches(self, toolkit) -> list[PatchConfig]:
+        """This family's patch configs for the DiT toolkit switches (`hiresflow.patches.toolkit.DiTToolkit`)."""
+        return []
+
+    def text_tokens(self, cond: Any) -> int:
+        """Length of one copy of the encoded text sequence."""
+        return int(cond.prompt_embeds.shape[1])
+
+    def duplicate_text(self, cond: Any, kh: int, kw: int, tile: tuple[int, int]) -> Any:
+        """The conditioning with its text sequence repeated kh·kw times (I-Max text duplication)."""
+        raise ValueError(f"text duplication is not defined for {self.family} models; switch it off")
+
+    # ------------------------------------------------------------ training
+
+    @property
+    def denoiser(self) -> torch.nn.Module:
+        """The trainable network (transformer or U-Net)."""
+        raise NotImplementedError
+
+    def encode_prompts(self, prompts: list[str]) -> Any:
+        """A batch of prompts as one conditioning with batch dimension len(prompts) (no negative branch)."""
+        raise NotImplementedError
+
+    def training_loss(self, z0: torch.Tensor, cond: Any, generator: torch.Generator, **options) -> torch.Tensor:
+        """The family's denoising loss on normalised clean latents z0 (gradients flow into `denoiser`)."""
+        raise NotImplementedError(f"{type(self).__name__} has no training loss")
+
     def encode(self, images: torch.Tensor, generator: torch.Generator | None = None, sample: bool = False):
         return self.codec.encode(images, generator, sample)
 
@@ -177,3 +231,16 @@ class FlowModel(ABC):
             "native_size": list(g.native),
             "guidance_kind": self.guidance_kind,
         }
+
+
+def adapter_classes() -> list[type[FlowModel]]:
+    """Every adapter class of the built-in families (imported on demand)."""
+    from . import flux, sd, sd3  # noqa: F401 - registers the subclasses
+
+    out, todo = [], list(FlowModel.__subclasses__())
+    while todo:
+        c = todo.pop()
+        todo.extend(c.__subclasses__())
+        if "family" in c.__dict__:
+            out.append(c)
+    return out

@@ -4,16 +4,19 @@ Flux is already a rectified flow in our convention (the transformer is called wi
 v = ε − x0), so the adapter only packs/unpacks latents and builds the position ids:
 image token (r, c) of the packed grid gets id (0, r, c); text tokens get (0, 0, 0) (diffusers layout).
 Models without a guidance embedding get true classifier-free guidance against the empty prompt instead.
+Training (`training_loss`): rectified flow, x_σ = (1−σ)·x0 + σ·ε, target v = ε − x0, σ = sigmoid(m + s·n) with
+n ~ N(0, 1) (logit-normal), through the same transformer call as sampling.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 
 import torch
+import torch.nn.functional as F
 
-from ..flow.sampler import StepContext
+from ..stage import StepContext
 from .base import LatentGeometry, VaeCodec
 from .dit import DiTFlowModel
 
@@ -88,12 +91,80 @@ class FluxFlowModel(DiTFlowModel):
             cond.negative = self._encode(negative_prompt)
         return cond
 
+    @classmethod
+    def patch_types(cls):
+        from ..patches.attention import ProportionalAttentionConfig
+        from ..patches.rope import RopeScalingConfig
+        from ..patches.shifted_patches import ShiftedPatchesConfig
+        from ..patches.text_dup import TextDuplicationConfig
+        from ..patches.windowed_attention import WindowedAttentionConfig
+
+        return (TextDuplicationConfig, ShiftedPatchesConfig, RopeScalingConfig, ProportionalAttentionConfig,
+                WindowedAttentionConfig)
+
+    def toolkit_patches(self, toolkit) -> list:
+        """Every switch: text duplication (grid ids), shifted patches, NTK/PI RoPE, proportional attention on
+        the rotary tables, windowed attention (told whether the tables carry the proportional scale)."""
+        from ..patches.attention import ProportionalAttentionConfig
+        from ..patches.rope import RopeScalingConfig
+        from ..patches.shifted_patches import ShiftedPatchesConfig
+        from ..patches.text_dup import TextDuplicationConfig
+        from ..patches.windowed_attention import WindowedAttentionConfig
+
+        out: list = []
+        if toolkit.text_duplication:
+            out.append(TextDuplicationConfig())
+        if toolkit.shifted_patches:
+            out.append(ShiftedPatchesConfig())
+        if toolkit.ntk != 1.0 or toolkit.pi_floor:
+            out.append(RopeScalingConfig(ntk=toolkit.ntk, pi_floor=toolkit.pi_floor))
+        if toolkit.proportional_attention:
+            out.append(ProportionalAttentionConfig())
+        if toolkit.windowed_attention is not None:
+            out.append(WindowedAttentionConfig(start=toolkit.windowed_attention,
+                                               proportional=toolkit.proportional_attention))
+        return out
+
+    def duplicate_text(self, cond: FluxCond, kh: int, kw: int, tile: tuple[int, int]) -> FluxCond:
+        """I-Max layout: copy (i, j) carries text ids offset to its native tile's origin (tile·(i, j))."""
+        from ..patches.text_dup import duplicate_flux_text
+
+        pe, ids = duplicate_flux_text(cond.prompt_embeds, cond.text_ids, kh, kw, tile)
+        neg = self.duplicate_text(cond.negative, kh, kw, tile) if cond.negative is not None else None
+        return replace(cond, prompt_embeds=pe, text_ids=ids, negative=neg)
+
+    @property
+    def denoiser(self) -> torch.nn.Module:
+        return self.transformer
+
+    def encode_prompts(self, prompts: list[str]) -> FluxCond:
+        with torch.no_grad():
+            pe, pooled, text_ids = self.pipe.encode_prompt(
+                prompt=list(prompts), prompt_2=None, device=self.device, num_images_per_prompt=1,
+                max_sequence_length=self.max_sequence_length)
+        return FluxCond(pe, pooled, text_ids)
+
+    def training_loss(self, z0, cond: FluxCond, generator, *, logit_mean: float = 0.0, logit_std: float = 1.0,
+                      **_) -> torch.Tensor:
+        """‖v_θ(x_σ, σ) − (ε − x0)‖² with σ = sigmoid(logit_mean + logit_std·n), n ~ N(0, 1)."""
+        b = z0.shape[0]
+        eps = torch.randn(z0.shape, generator=generator)
+        sigma = torch.sigmoid(logit_mean + logit_std * torch.randn((b,), generator=generator))
+        s = sigma.view(b, 1, 1, 1)
+        x = (1 - s) * z0 + s * eps
+        out = self._call(x, sigma, cond, None, None)
+        return F.mse_loss(out, eps - z0)
+
     def _call(self, x, sigma, cond: FluxCond, guidance, ctx, kwargs=None) -> torch.Tensor:
+        """One transformer call on unpacked latents; `sigma` a float or a per-sample tensor [B]."""
         b, _, h, w = x.shape
         p = self.geometry.patch
         tokens = pack_latents(x.to(self.dtype), p)
         ids = image_ids(h // p, w // p, self.device, x.dtype if x.dtype.is_floating_point else torch.float32)
-        t = torch.full((b,), sigma, device=self.device, dtype=self.dtype)
+        if isinstance(sigma, torch.Tensor):
+            t = sigma.to(device=self.device, dtype=self.dtype)
+        else:
+            t = torch.full((b,), sigma, device=self.device, dtype=self.dtype)
         g = None
         if self.embedded_guidance:
             g = torch.full((b,), float(guidance if guidance is not None else self.default_guidance),

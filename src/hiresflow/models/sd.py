@@ -3,7 +3,8 @@
 The U-Net's ε-, v- or x0-prediction is turned into a flow velocity exactly by `DDPMFlow`
 (x_t = x_rf·(√ᾱ + √(1−ᾱ)), fractional timestep from log-SNR), with classifier-free guidance on the network
 output in one batched call: out = out_u + w·(out_c − out_u). Since v is affine in the output, this is the
-same as CFG on v.
+same as CFG on v. Training (`training_loss`): the DDPM objective of the scheduler's prediction type (ε, v or x0)
+at integer timesteps drawn uniformly from [0, T).
 """
 
 from __future__ import annotations
@@ -11,9 +12,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 
 from ..flow.parameterization import DDPMFlow
-from ..flow.sampler import StepContext
+from ..stage import StepContext
 from ..flow.schedule import static_shift, validate_steps
 from .base import FlowModel, LatentGeometry, VaeCodec
 
@@ -23,7 +25,7 @@ __all__ = ["SDFlowModel", "SDCond"]
 @dataclass
 class SDCond:
     prompt_embeds: torch.Tensor
-    negative_embeds: torch.Tensor
+    negative_embeds: torch.Tensor | None
     pooled: torch.Tensor | None = None  # SDXL only
     negative_pooled: torch.Tensor | None = None
 
@@ -54,6 +56,32 @@ class SDFlowModel(FlowModel):
     @property
     def device(self) -> torch.device:
         return self.unet.device
+
+    @property
+    def denoiser(self) -> torch.nn.Module:
+        return self.unet
+
+    def encode_prompts(self, prompts: list[str]) -> SDCond:
+        if self.is_xl:
+            raise ValueError("training an SDXL U-Net is not supported by hiresflow's trainers; use SD 1.x/2.x")
+        with torch.no_grad():
+            pe, _ = self.pipe.encode_prompt(list(prompts), self.device, 1, False)
+        return SDCond(pe, None)
+
+    def training_loss(self, z0, cond: SDCond, generator, **_) -> torch.Tensor:
+        """‖net(x_t, t) − target‖², x_t = √ᾱ_t·x0 + √(1−ᾱ_t)·ε, t ~ U{0..T−1}; target ε, v = √ᾱ·ε − √(1−ᾱ)·x0
+        or x0 by the scheduler's prediction type."""
+        b = z0.shape[0]
+        eps = torch.randn(z0.shape, generator=generator)
+        alphas = self.ddpm.alphas_cumprod.float()
+        t = torch.randint(0, alphas.numel(), (b,), generator=generator)
+        ab = alphas[t].view(b, 1, 1, 1)
+        a, s = ab.sqrt(), (1 - ab).sqrt()
+        x = a * z0 + s * eps
+        out = self.unet(x, t, encoder_hidden_states=cond.prompt_embeds, return_dict=False)[0]
+        kind = self.ddpm.prediction_type
+        target = eps if kind == "epsilon" else (a * eps - s * z0 if kind == "v_prediction" else z0)
+        return F.mse_loss(out, target)
 
     @property
     def dtype(self) -> torch.dtype:

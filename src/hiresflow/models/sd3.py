@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ..flow.sampler import StepContext
+from ..stage import StepContext
 from .base import LatentGeometry, VaeCodec
 from .dit import DiTFlowModel
 
@@ -47,6 +47,40 @@ class SD3FlowModel(DiTFlowModel):
         tok3 = getattr(pipe, "tokenizer_3", None)
         self.max_sequence_length = min(max_sequence_length, int(tok3.model_max_length)) if tok3 is not None \
             else max_sequence_length
+
+    @classmethod
+    def patch_types(cls):
+        from ..patches.sd3 import SD3PositionConfig, SD3ProportionalAttentionConfig
+        from ..patches.shifted_patches import ShiftedPatchesConfig
+        from ..patches.text_dup import TextDuplicationConfig
+
+        return (TextDuplicationConfig, ShiftedPatchesConfig, SD3PositionConfig, SD3ProportionalAttentionConfig)
+
+    def toolkit_patches(self, toolkit) -> list:
+        """Text duplication (plain repetition), shifted patches, the positional-table extension (always: grids
+        beyond pos_embed_max_size fail otherwise) and proportional attention as query scaling. SD3 has no RoPE,
+        so `ntk`, `pi_floor` and windowed attention have no SD3 form and are ignored."""
+        from ..patches.sd3 import SD3PositionConfig, SD3ProportionalAttentionConfig
+        from ..patches.shifted_patches import ShiftedPatchesConfig
+        from ..patches.text_dup import TextDuplicationConfig
+
+        out: list = []
+        if toolkit.text_duplication:
+            out.append(TextDuplicationConfig())
+        if toolkit.shifted_patches:
+            out.append(ShiftedPatchesConfig())
+        out.append(SD3PositionConfig())
+        if toolkit.proportional_attention:
+            out.append(SD3ProportionalAttentionConfig())
+        return out
+
+    def duplicate_text(self, cond: SD3Cond, kh: int, kw: int, tile: tuple[int, int]) -> SD3Cond:
+        """Plain repetition of the joint text sequence (SD3 has no text position ids)."""
+        from dataclasses import replace
+
+        k = kh * kw
+        return replace(cond, prompt_embeds=cond.prompt_embeds.repeat(1, k, 1),
+                       negative_embeds=cond.negative_embeds.repeat(1, k, 1))
 
     @torch.no_grad()
     def encode_prompt(self, prompt: str, negative_prompt: str = "") -> SD3Cond:

@@ -12,11 +12,12 @@ from __future__ import annotations
 import math
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 from torch import nn
 
-from .base import ModulePatch, PatchConfig, require_family, swapped
+from .base import ModulePatch, PatchConfig, PatchOrder, swapped
 
 __all__ = ["ProportionalAttentionConfig", "proportional_multiplier"]
 
@@ -41,20 +42,21 @@ class _ScaledRotary(nn.Module):
 
 @dataclass
 class ProportionalAttentionConfig(PatchConfig):
+    what: ClassVar[str] = "proportional attention (rotary form)"
     train_tokens: int | None = None  # None: text tokens + native image tokens
 
     def build(self, env) -> "ProportionalAttentionPatch":
         model = env.model
-        require_family(model, ("flux",), "proportional attention (rotary form)")
+        model.check_patch(self)
         g = model.geometry
-        train = self.train_tokens or (env.cond.prompt_embeds.shape[1] +
+        train = self.train_tokens or (model.text_tokens(env.cond) +
                                       (g.native[0] // g.multiple) * (g.native[1] // g.multiple))
         return ProportionalAttentionPatch(model.transformer, train)
 
 
 class ProportionalAttentionPatch(ModulePatch):
     name = "proportional_attention"
-    level = 2  # innermost: wraps whatever rotary embedding (stock or NTK-scaled) is in place
+    order = PatchOrder.ATTENTION_SCALE  # wraps whatever rotary embedding (stock or NTK-scaled) is in place
 
     def __init__(self, transformer, train_tokens: int):
         self.transformer, self.train_tokens = transformer, train_tokens

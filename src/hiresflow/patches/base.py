@@ -1,25 +1,23 @@
-"""Reversible model patches, active for the duration of one model call with the step passed in.
+"""Building blocks of reversible model patches (the protocol — `ModelPatch`, `PatchOrder` — is `hiresflow.stage`).
 
-A patch wraps the velocity function of a stage: `wrap(fn)` returns fn'(x, ctx, cond). Two kinds:
-- input patches (level 0) change what the model is called on: text duplication, shifted patchification;
-- module patches (level 1) swap a diffusers module or attention processor in, call the model, and put the
-  original back in a `finally` — so between calls (and after an error) the model is exactly the stock model,
-  and nothing counts calls: every decision reads `ctx.step`, `ctx.n_steps`, `ctx.sigma`.
-The runner wraps input patches outside module patches, so module patches see the final (padded) input.
+Two kinds, both active for the duration of one model call with the step passed in:
+- input patches (`PatchOrder.INPUT`) change what the model is called on: text duplication, shifted patchification;
+- module patches swap a diffusers module or attention processor in, call the model, and put the original back in
+  a `finally` — so between calls (and after an error) the model is exactly the stock model, and nothing counts
+  calls: every decision reads `ctx.step`, `ctx.n_steps`, `ctx.sigma`.
+`compose_patches` nests them by `PatchOrder` (outermost first), ties in plan order.
 """
 
 from __future__ import annotations
 
 from contextlib import contextmanager
-from typing import Any, Callable, Iterator
+from typing import Any, Iterator
 
 import torch
 
-from ..flow.sampler import StepContext
+from ..stage import ModelPatch, PatchConfig, PatchFn, PatchOrder, StepContext
 
-__all__ = ["PatchFn", "Patch", "ModulePatch", "PatchConfig", "swapped", "compose_patches", "require_family"]
-
-PatchFn = Callable[[torch.Tensor, StepContext, Any], torch.Tensor]
+__all__ = ["PatchFn", "ModelPatch", "ModulePatch", "PatchConfig", "PatchOrder", "swapped", "compose_patches"]
 
 
 @contextmanager
@@ -33,18 +31,10 @@ def swapped(obj: Any, name: str, new: Any) -> Iterator[None]:
         setattr(obj, name, old)
 
 
-class Patch:
-    level = 0
-    name = "patch"
-
-    def wrap(self, fn: PatchFn) -> PatchFn:  # pragma: no cover - interface
-        raise NotImplementedError
-
-
-class ModulePatch(Patch):
+class ModulePatch(ModelPatch):
     """A patch that is applied around each model call (when `active(ctx)`) and removed right after."""
 
-    level = 1
+    order = PatchOrder.LAYERS
 
     def active(self, ctx: StepContext) -> bool:
         return True
@@ -63,22 +53,9 @@ class ModulePatch(Patch):
         return patched
 
 
-class PatchConfig:
-    """Base for patch configs (plain dataclasses): `build(env)` → Patch for one stage."""
-
-    def build(self, env) -> Patch:  # pragma: no cover - interface
-        raise NotImplementedError
-
-
-def require_family(model, families: tuple[str, ...], what: str) -> None:
-    if getattr(model, "family", None) not in families:
-        raise ValueError(f"{what} applies to {'/'.join(families)} models; {model.name!r} is {model.family}; "
-                         f"switch it off for this model")
-
-
-def compose_patches(fn: PatchFn, patches: list[Patch]) -> PatchFn:
-    """Wrap fn so that the first listed patch of the lowest level is outermost."""
-    ordered = sorted(enumerate(patches), key=lambda ip: (ip[1].level, ip[0]))
+def compose_patches(fn: PatchFn, patches: list[ModelPatch]) -> PatchFn:
+    """Wrap fn so that patches nest by `PatchOrder` (INPUT outermost), the first listed outermost on ties."""
+    ordered = sorted(enumerate(patches), key=lambda ip: (int(ip[1].order), ip[0]))
     for _, p in reversed(ordered):
         fn = p.wrap(fn)
     return fn

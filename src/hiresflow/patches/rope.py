@@ -15,11 +15,12 @@ from __future__ import annotations
 import math
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 from torch import nn
 
-from .base import ModulePatch, PatchConfig, require_family, swapped
+from .base import ModulePatch, PatchConfig, PatchOrder, swapped
 
 __all__ = ["RopeScalingConfig", "ScaledFluxPosEmbed", "rope_frequencies"]
 
@@ -63,6 +64,7 @@ class ScaledFluxPosEmbed(nn.Module):
 class RopeScalingConfig(PatchConfig):
     """NTK factor (official 10 for both HiFlow and I-Max) and I-Max's PI floor (HiFlow: off)."""
 
+    what: ClassVar[str] = "NTK/PI RoPE scaling"
     ntk: float = 10.0
     pi_floor: bool = False
 
@@ -72,14 +74,15 @@ class RopeScalingConfig(PatchConfig):
 
     def build(self, env) -> "RopePatch":
         model = env.model
-        require_family(model, ("flux",), "NTK/PI RoPE scaling")
+        model.check_patch(self)
         g = model.geometry
         native_tokens = (g.native[0] // g.multiple) * (g.native[1] // g.multiple)
-        return RopePatch(self, model.transformer, env.cond.prompt_embeds.shape[1], native_tokens)
+        return RopePatch(self, model.transformer, model.text_tokens(env.cond), native_tokens)
 
 
 class RopePatch(ModulePatch):
     name = "rope"
+    order = PatchOrder.EMBEDDING
 
     def __init__(self, cfg: RopeScalingConfig, transformer, text_tokens: int, native_tokens: int):
         pe = transformer.pos_embed

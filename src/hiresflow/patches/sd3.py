@@ -16,19 +16,21 @@ from __future__ import annotations
 
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from .attention import proportional_multiplier
-from .base import ModulePatch, PatchConfig, require_family, swapped
+from .base import ModulePatch, PatchConfig, PatchOrder, swapped
 
 __all__ = ["SD3PositionConfig", "SD3ProportionalAttentionConfig"]
 
 
 @dataclass
 class SD3PositionConfig(PatchConfig):
+    what: ClassVar[str] = "SD3 positional-embedding extension"
     mode: str = "interpolate"
 
     def __post_init__(self) -> None:
@@ -36,7 +38,7 @@ class SD3PositionConfig(PatchConfig):
             raise ValueError(f"SD3 position mode must be 'interpolate' or 'stretch', got {self.mode!r}")
 
     def build(self, env) -> "SD3PositionPatch":
-        require_family(env.model, ("sd3",), "SD3 positional-embedding extension")
+        env.model.check_patch(self)
         g = env.model.geometry
         return SD3PositionPatch(env.model.transformer.pos_embed, self.mode,
                                 (g.native[0] // g.multiple, g.native[1] // g.multiple), g.patch)
@@ -44,6 +46,7 @@ class SD3PositionConfig(PatchConfig):
 
 class SD3PositionPatch(ModulePatch):
     name = "sd3_positions"
+    order = PatchOrder.EMBEDDING
 
     def __init__(self, patch_embed, mode: str, native_grid: tuple[int, int], patch: int):
         self.pe, self.mode, self.native, self.patch = patch_embed, mode, native_grid, patch
@@ -90,18 +93,20 @@ class _Scaled(nn.Module):
 
 @dataclass
 class SD3ProportionalAttentionConfig(PatchConfig):
+    what: ClassVar[str] = "SD3 proportional attention"
+
     def build(self, env) -> "SD3ProportionalAttention":
         model = env.model
-        require_family(model, ("sd3",), "SD3 proportional attention")
+        model.check_patch(self)
         g = model.geometry
-        text = env.cond.prompt_embeds.shape[1]
+        text = model.text_tokens(env.cond)
         native = (g.native[0] // g.multiple) * (g.native[1] // g.multiple)
         return SD3ProportionalAttention(model.transformer, text, native, g.patch)
 
 
 class SD3ProportionalAttention(ModulePatch):
     name = "sd3_proportional_attention"
-    level = 2
+    order = PatchOrder.ATTENTION_SCALE
 
     def __init__(self, transformer, text_tokens: int, native_tokens: int, patch: int):
         self.attns = [m for m in transformer.modules() if hasattr(m, "to_q") and hasattr(m, "processor")]

@@ -11,16 +11,18 @@ unpadded grid — so any step count works and the reference stays aligned.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch.nn.functional as F
 
-from .base import Patch, PatchConfig, require_family
+from .base import ModelPatch, PatchConfig, PatchOrder
 
 __all__ = ["ShiftedPatchesConfig"]
 
 
 @dataclass
 class ShiftedPatchesConfig(PatchConfig):
+    what: ClassVar[str] = "shifted patchification"
     pad: int = 1  # latent pixels per side; 1 shifts a 2×2 patch grid by half a patch
     every: int = 2  # shift on steps with step % every == 0
 
@@ -29,15 +31,15 @@ class ShiftedPatchesConfig(PatchConfig):
             raise ValueError(f"shifted patches need pad >= 1 and every >= 1, got pad={self.pad}, every={self.every}")
 
     def build(self, env) -> "ShiftedPatches":
-        require_family(env.model, ("flux", "sd3"), "shifted patchification")
+        env.model.check_patch(self)
         if (2 * self.pad) % env.model.geometry.patch:
             raise ValueError(f"pad {self.pad} must keep the latent divisible by the patch size {env.model.geometry.patch}")
         return ShiftedPatches(self.pad, self.every)
 
 
-class ShiftedPatches(Patch):
+class ShiftedPatches(ModelPatch):
     name = "shifted_patches"
-    level = 0
+    order = PatchOrder.INPUT
 
     def __init__(self, pad: int, every: int):
         self.pad, self.every = pad, every

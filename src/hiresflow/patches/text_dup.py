@@ -1,18 +1,20 @@
 """Text duplication for MMDiTs at high resolution (I-Max §3.2): repeat the text sequence k_h·k_w times.
 
-Flux (I-Max layout): k_h = max(1, rows // native_rows), k_w likewise (rows = image token rows of the current
-input, so 2/3/4 for 2K/3K/4K squares from 1K); copy (i, j) gets text ids (0, native_rows·i, native_cols·j), the
-top-left origin of its native tile (64·i, 64·j at 1024²). The pooled vector is unchanged.
+k_h = max(1, rows // native_rows), k_w likewise (rows = image token rows of the current input, so 2/3/4 for
+2K/3K/4K squares from 1K). How the copies are made is the adapter's (`FlowModel.duplicate_text`):
+Flux (I-Max layout): copy (i, j) gets text ids (0, native_rows·i, native_cols·j), the top-left origin of its
+native tile (64·i, 64·j at 1024²); the pooled vector is unchanged (`duplicate_flux_text`).
 SD3 (no RoPE): plain repetition of the joint text sequence.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 
-from .base import Patch, PatchConfig, require_family
+from .base import ModelPatch, PatchConfig, PatchOrder
 
 __all__ = ["TextDuplicationConfig", "duplicate_flux_text"]
 
@@ -32,20 +34,22 @@ def duplicate_flux_text(embeds: torch.Tensor, text_ids: torch.Tensor, kh: int, k
 
 @dataclass
 class TextDuplicationConfig(PatchConfig):
+    what: ClassVar[str] = "text duplication"
+
     def build(self, env) -> "TextDuplicationPatch":
         model = env.model
-        require_family(model, ("flux", "sd3"), "text duplication")
+        model.check_patch(self)
         g = model.geometry
         tile = (g.native[0] // g.multiple, g.native[1] // g.multiple)
-        return TextDuplicationPatch(model.family, tile, g.patch)
+        return TextDuplicationPatch(model, tile, g.patch)
 
 
-class TextDuplicationPatch(Patch):
+class TextDuplicationPatch(ModelPatch):
     name = "text_duplication"
-    level = 0
+    order = PatchOrder.INPUT
 
-    def __init__(self, family: str, tile: tuple[int, int], patch: int):
-        self.family, self.tile, self.patch = family, tile, patch
+    def __init__(self, model, tile: tuple[int, int], patch: int):
+        self.model, self.tile, self.patch = model, tile, patch
         self._cache: dict = {}
 
     def factors(self, x: torch.Tensor) -> tuple[int, int]:
@@ -57,13 +61,7 @@ class TextDuplicationPatch(Patch):
             return cond
         key = (id(cond), kh, kw)
         if key not in self._cache:
-            if self.family == "flux":
-                pe, ids = duplicate_flux_text(cond.prompt_embeds, cond.text_ids, kh, kw, self.tile)
-                new = replace(cond, prompt_embeds=pe, text_ids=ids, negative=self._dup(cond.negative, kh, kw))
-            else:
-                k = kh * kw
-                new = replace(cond, prompt_embeds=cond.prompt_embeds.repeat(1, k, 1),
-                              negative_embeds=cond.negative_embeds.repeat(1, k, 1))
+            new = self.model.duplicate_text(cond, kh, kw, self.tile)
             self._cache = {key: new}  # one stage, one cond: keep a single entry
         return self._cache[key]
 

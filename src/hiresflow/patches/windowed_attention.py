@@ -6,7 +6,8 @@ cyclically shifted by half a window on odd steps (decided from `ctx.step`, not a
 unlike HiDiffusion), so information crosses window borders. Grids that are not a multiple of the window are
 zero-padded, and padded keys are masked out. Cost per image query: T + w instead of T + N keys.
 
-With proportional attention on, the window's own key length L_w = T + w sets the scale: the rotary tables carry
+With proportional attention on (`proportional=True`, set by the adapter when the stage also has
+`ProportionalAttentionConfig`), the window's own key length L_w = T + w sets the scale: the rotary tables carry
 √(ln L / ln L_train) for the global L, so the window scale is corrected by √(ln L_w / ln L).
 """
 
@@ -15,12 +16,12 @@ from __future__ import annotations
 import math
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
 
-from .attention import _ScaledRotary
-from .base import ModulePatch, PatchConfig, require_family
+from .base import ModulePatch, PatchConfig, PatchOrder
 
 __all__ = ["WindowedAttentionConfig", "WindowedFluxAttnProcessor", "windowed_joint_attention"]
 
@@ -110,11 +111,14 @@ class WindowedFluxAttnProcessor:
 
 @dataclass
 class WindowedAttentionConfig(PatchConfig):
-    """Windows of `window` tokens (None: the native token grid) for steps with step ≥ start·n_steps."""
+    """Windows of `window` tokens (None: the native token grid) for steps with step ≥ start·n_steps.
+    `proportional`: the stage's rotary tables carry proportional attention's global scale (correct it per window)."""
 
+    what: ClassVar[str] = "windowed attention"
     start: float = 0.5
     window: tuple[int, int] | None = None
     shift: bool = True
+    proportional: bool = False
 
     def __post_init__(self) -> None:
         if not 0 <= self.start <= 1:
@@ -122,7 +126,7 @@ class WindowedAttentionConfig(PatchConfig):
 
     def build(self, env) -> "WindowedAttentionPatch":
         model = env.model
-        require_family(model, ("flux",), "windowed attention")
+        model.check_patch(self)
         g = model.geometry
         window = tuple(self.window) if self.window else (g.native[0] // g.multiple, g.native[1] // g.multiple)
         return WindowedAttentionPatch(self, model.transformer, window, g.patch)
@@ -130,7 +134,7 @@ class WindowedAttentionConfig(PatchConfig):
 
 class WindowedAttentionPatch(ModulePatch):
     name = "windowed_attention"
-    level = 3  # inside proportional attention, so it can see whether the rotary tables carry the global scale
+    order = PatchOrder.ATTENTION
 
     def __init__(self, cfg: WindowedAttentionConfig, transformer, window, patch: int):
         self.cfg, self.transformer, self.window, self.patch = cfg, transformer, window, patch
@@ -145,7 +149,7 @@ class WindowedAttentionPatch(ModulePatch):
             yield
             return
         shift = (self.window[0] // 2, self.window[1] // 2) if (self.cfg.shift and ctx.step % 2) else (0, 0)
-        proportional = isinstance(self.transformer.pos_embed, _ScaledRotary)
+        proportional = self.cfg.proportional
         original = self.transformer.attn_processors
         self.transformer.set_attn_processor(WindowedFluxAttnProcessor(grid, self.window, shift, proportional))
         try:

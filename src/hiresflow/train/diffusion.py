@@ -1,31 +1,27 @@
 """Training of the embedded denoisers on cached VAE latents of world views.
 
-``tiny-flux`` (``FluxTransformer2DModel``): rectified flow in hiresflow's convention, x_σ = (1−σ)·x0 + σ·ε,
-target v = ε − x0, σ = sigmoid(m + s·n) with n ~ N(0, 1) (logit-normal), the transformer called with timestep σ
-exactly as :class:`hiresflow.models.flux.FluxFlowModel` calls it.
-
+The forward pass and the loss are the model adapter's (`FlowModel.training_loss`), so training and sampling call
+the network the same way:
+``tiny-flux`` (``FluxTransformer2DModel``): rectified flow, target v = ε − x0, logit-normal σ
+(:class:`hiresflow.models.flux.FluxFlowModel`);
 ``tiny-sd`` (``UNet2DConditionModel``): ε-prediction DDPM on the SD betas (scaled_linear 0.00085–0.012, 1000
-steps), integer timesteps uniform in [0, 1000).
+steps), integer timesteps uniform in [0, 1000) (:class:`hiresflow.models.sd.SDFlowModel`).
 
 Both drop the prompt to ``""`` with probability ``p_uncond`` (classifier-free guidance) and encode text with the
-pipeline's own ``encode_prompt`` (frozen encoders), so training and inference see the same conditioning.
-Latents are normalised with the VAE config of the skeleton: Flux ``(z − shift)·scale``, SD ``z·scale``.
+adapter (the pipeline's frozen encoders), and normalise latents with the adapter's codec.
 """
 
 from __future__ import annotations
 
 import json
-import math
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import torch
-import torch.nn.functional as F
 
+from ..models.loading import wrap_pipeline
 from .common import EMA, Run, TrainSpec, save_png, set_threads, step_generator, step_seed, train_loop
-from .data import LatentCache, Source, build_latent_cache, file_digest, world_source
+from .data import Source, build_latent_cache, file_digest, world_source
 from .pipelines import build_skeleton, denoiser_of, load_pipeline_folder, save_pipeline
 
 __all__ = ["DiffusionOptions", "train_diffusion", "preview", "load_trained_pipeline", "PREVIEW_PROMPTS"]
@@ -52,55 +48,6 @@ class DiffusionOptions:
     weight_decay: float = 0.0
     grad_clip: float = 1.0
     extra: dict = field(default_factory=dict)
-
-
-def _normalise(kind: str, vae, lat: torch.Tensor) -> torch.Tensor:
-    scale = float(vae.config.scaling_factor or 1.0)
-    shift = float(vae.config.shift_factor or 0.0) if kind == "flux" else 0.0
-    return (lat - shift) * scale
-
-
-@torch.no_grad()
-def _encode_text(kind: str, pipe, prompts: list[str]):
-    if kind == "flux":
-        pe, pooled, text_ids = pipe.encode_prompt(prompt=prompts, prompt_2=None, device="cpu",
-                                                  num_images_per_prompt=1, max_sequence_length=pipe.tokenizer_2.model_max_length)
-        return pe, pooled, text_ids
-    pe, _ = pipe.encode_prompt(prompts, "cpu", 1, False)
-    return (pe,)
-
-
-def _ddpm_alphas(pipe) -> torch.Tensor:
-    from diffusers import DDPMScheduler
-
-    sch = DDPMScheduler.from_config(pipe.scheduler.config)
-    return sch.alphas_cumprod.float()
-
-
-def _flux_loss(pipe, model, z0, text, gen, opts: DiffusionOptions) -> torch.Tensor:
-    from ..models.flux import image_ids, pack_latents
-
-    b, _, h, w = z0.shape
-    eps = torch.randn(z0.shape, generator=gen)
-    sigma = torch.sigmoid(opts.logit_mean + opts.logit_std * torch.randn((b,), generator=gen))
-    s = sigma.view(b, 1, 1, 1)
-    x = (1 - s) * z0 + s * eps
-    target = eps - z0
-    pe, pooled, text_ids = text
-    out = model(hidden_states=pack_latents(x), timestep=sigma, guidance=None, pooled_projections=pooled,
-                encoder_hidden_states=pe, txt_ids=text_ids, img_ids=image_ids(h // 2, w // 2, "cpu"),
-                return_dict=False)[0]
-    return F.mse_loss(out, pack_latents(target))
-
-
-def _sd_loss(model, z0, text, gen, alphas: torch.Tensor) -> torch.Tensor:
-    b = z0.shape[0]
-    eps = torch.randn(z0.shape, generator=gen)
-    t = torch.randint(0, alphas.numel(), (b,), generator=gen)
-    ab = alphas[t].view(b, 1, 1, 1)
-    x = ab.sqrt() * z0 + (1 - ab).sqrt() * eps
-    out = model(x, t, encoder_hidden_states=text[0], return_dict=False)[0]
-    return F.mse_loss(out, eps)
 
 
 @torch.no_grad()
@@ -154,7 +101,8 @@ def train_diffusion(spec: TrainSpec, opts: DiffusionOptions, source: Source | No
     for m in pipe.components.values():
         if isinstance(m, torch.nn.Module):
             m.requires_grad_(False).eval()
-    model = getattr(pipe, denoiser_of(kind))
+    adapter = wrap_pipeline(pipe, name=spec.name, native=opts.size)
+    model = adapter.denoiser
     model.requires_grad_(True).train()
     n_params = sum(p.numel() for p in model.parameters())
 
@@ -169,7 +117,6 @@ def train_diffusion(spec: TrainSpec, opts: DiffusionOptions, source: Source | No
     if run.has_checkpoint():
         state = run.load(model, opt, ema)
         start, wall = int(state["step"]), float(state["wall_s"])
-    alphas = _ddpm_alphas(pipe) if kind == "sd" else None
     ref_imgs, ref_prompts = source.dataset_batch(step_seed(spec.seed, 0, "preview"), 7, opts.size)
     preview_prompts = list(PREVIEW_PROMPTS) + list(ref_prompts)
 
@@ -178,12 +125,9 @@ def train_diffusion(spec: TrainSpec, opts: DiffusionOptions, source: Source | No
         gen = step_generator(spec.seed, step, "noise")
         drop = torch.rand((len(prompts),), generator=gen) < opts.p_uncond
         prompts = ["" if d else p for p, d in zip(prompts, drop.tolist())]
-        z0 = _normalise(kind, pipe.vae, lat)
-        text = _encode_text(kind, pipe, prompts)
-        if kind == "flux":
-            loss = _flux_loss(pipe, model, z0, text, gen, opts)
-        else:
-            loss = _sd_loss(model, z0, text, gen, alphas)
+        z0 = adapter.codec.normalise(lat)
+        cond = adapter.encode_prompts(prompts)
+        loss = adapter.training_loss(z0, cond, gen, logit_mean=opts.logit_mean, logit_std=opts.logit_std)
         loss.backward()
         gn = torch.nn.utils.clip_grad_norm_(model.parameters(), opts.grad_clip or float("inf"))
         return {"loss": float(loss.detach()), "grad_norm": float(gn)}
