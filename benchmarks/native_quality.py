@@ -51,7 +51,7 @@ def generate(model, prompts, seeds, steps, guidance, batch):
         cond = batch_conds([model.encode_prompt(p) for p in ps])
         noise = torch.cat([model.noise((1, *model.geometry.latent_shape(h, w)), torch.Generator().manual_seed(s))
                            for s in ss])
-        out = sample(lambda x, ctx: model.velocity(x, ctx.sigma, cond, guidance=guidance, ctx=ctx), noise, sigmas)
+        out = sample(lambda x, ctx: model.velocity(x, ctx.sigma, cond, guidance=guidance), noise, sigmas)
         img = model.decode(out.x)
         images += [(im.permute(1, 2, 0).cpu().numpy() * 255).round().astype(np.uint8) for im in img]
         print(f"generated {len(images)}/{len(prompts)}", flush=True)

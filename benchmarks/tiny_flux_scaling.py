@@ -30,7 +30,6 @@ WIDTH = {  # transformer overrides: heads × 32 = width; double + single blocks 
 }
 CONFIGS = {  # name: (size, steps)
     "S-1k": ("S", 1000),
-    "S-2k": ("S", 2000),
     "M-1k": ("M", 1000),
     "W-1k": ("W", 1000),
 }

@@ -53,3 +53,25 @@ def test_generate_bad_input_one_line_and_nothing_written(tmp_path):
 def test_module_entry_point():
     res = subprocess.run([sys.executable, "-m", "hiresflow.cli", "recipes"], capture_output=True, text=True, timeout=120)
     assert res.returncode == 0 and res.stdout.startswith("direct")
+
+
+def test_generate_from_image_reproduces_its_bytes(tmp_path):
+    first, second = tmp_path / "a", tmp_path / "b"
+    res = runner.invoke(app, ["generate", "two pine trees by a lake", "--model", "random-tiny-flux", "--method",
+                              "hiflow", "--scale", "2", "--seed", "5", "--out", str(first), "--quiet",
+                              "--set", "base_steps=4", "--set", "stage_steps=[2]", "--set", "text_duplication=True"])
+    assert res.exit_code == 0, res.output
+    final = first / "two-pine-trees-by-a-lake-hiflow-s5.png"
+    res = runner.invoke(app, ["generate", "--from", str(final), "--out", str(second), "--quiet"])
+    assert res.exit_code == 0, res.output
+    for name in ("two-pine-trees-by-a-lake-hiflow-s5.png", "two-pine-trees-by-a-lake-hiflow-s5-native.png"):
+        assert (first / name).read_bytes() == (second / name).read_bytes(), name
+    params = Image.open(final).text["parameters"].splitlines()
+    assert params[0] == "two pine trees by a lake"
+    assert params[1].startswith("Steps: 4, Sampler: Euler, CFG scale: 3.5, Seed: 5, Size: 128x128, "
+                                "Model: random-tiny-flux, Hires upscale: 2.0, Hires steps: 2")
+    assert "hiresflow method: hiflow" in params[1]
+    res = runner.invoke(app, ["generate", "--from", str(final), "--scale", "3"])
+    assert res.exit_code == 2 and "drop --method" in res.output
+    res = runner.invoke(app, ["generate", "--from", str(first / "two-pine-trees-by-a-lake-hiflow-s5-native.png")])
+    assert res.exit_code == 2 and "no hiresflow metadata" in res.output

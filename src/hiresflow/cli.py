@@ -64,23 +64,42 @@ def _stem(prompt: str, method: str, seed: int) -> str:
 
 @app.command()
 def generate(
-    prompt: str = typer.Argument(..., help="text prompt"),
-    model: str = typer.Option(DEFAULT_MODEL, "--model", "-m", help="tiny-flux, tiny-sd, random-tiny-*, a diffusers folder or hub id"),
-    method: str = typer.Option("hiflow", "--method", help="recipe name (see `hiresflow recipes`)"),
-    scale: Optional[float] = typer.Option(None, "--scale", help="linear upscale factor over the native size"),
+    prompt: Optional[str] = typer.Argument(None, help="text prompt (optional with --from)"),
+    model: Optional[str] = typer.Option(None, "--model", "-m", help=f"tiny-flux (default), tiny-sd, random-tiny-*, a diffusers folder or hub id"),
+    method: Optional[str] = typer.Option(None, "--method", help="recipe name (default hiflow; see `hiresflow recipes`)"),
+    scale: Optional[float] = typer.Option(None, "--scale", help="linear upscale factor over the native size (default 4)"),
     size: Optional[str] = typer.Option(None, "--size", help="target WIDTHxHEIGHT (overrides --scale)"),
-    seed: int = typer.Option(0, "--seed"),
+    seed: Optional[int] = typer.Option(None, "--seed", help="noise seed (default 0)"),
     out: Path = typer.Option(Path("outputs"), "--out", help="output folder"),
-    negative: str = typer.Option("", "--negative", help="negative prompt (CFG models)"),
+    negative: Optional[str] = typer.Option(None, "--negative", help="negative prompt (CFG models)"),
     set_: List[str] = typer.Option([], "--set", help="recipe parameter override key=value (repeatable)"),
+    from_: Optional[Path] = typer.Option(None, "--from", help="re-run the plan, prompt, seed and model recorded in a hiresflow PNG or JSON sidecar"),
     device: Optional[str] = typer.Option(None, "--device"),
     quiet: bool = typer.Option(False, "--quiet", help="no progress bars"),
 ):
     """Generate one high-resolution image and its native-size counterpart."""
     from .models.base import parse_size
-    from .output import save_run
+    from .output import read_record, save_run
 
     try:
+        plan = record = None
+        if from_ is not None:
+            if method or scale is not None or size or set_:
+                raise ValueError("--from re-runs a recorded plan; drop --method, --scale, --size and --set")
+            record = read_record(from_)
+            from .plan import Plan
+
+            plan = Plan.from_dict(record["plan"])
+            prompt = record["prompt"] if prompt is None else prompt
+            seed = int(record["seed"]) if seed is None else seed
+            negative = record.get("negative_prompt", "") if negative is None else negative
+            model = model or record["model"]["name"]
+        if prompt is None:
+            raise ValueError("give a prompt (or --from IMAGE.png to re-run a saved image)")
+        seed = 0 if seed is None else seed
+        negative = negative or ""
+        model = model or DEFAULT_MODEL
+        method = method or "hiflow"
         overrides = parse_overrides(set_)
         target = parse_size(size) if size else None
         if target is None and scale is None:
@@ -90,15 +109,16 @@ def generate(
         from .runner import run_plan
 
         m = load_model(model, device=device)
-        plan = build_plan(method, m, scale=scale, size=target, **overrides)
+        if plan is None:
+            plan = build_plan(method, m, scale=scale, size=target, **overrides)
         result = run_plan(m, plan, prompt, seed=seed, negative_prompt=negative, progress=not quiet)
-        paths = save_run(result, m, prompt, seed, out, _stem(prompt, method, seed), negative_prompt=negative)
+        paths = save_run(result, m, prompt, seed, out, _stem(prompt, plan.recipe, seed), negative_prompt=negative)
     except ValueError as err:
         _fail(str(err))
     for kind, path in paths.items():
         typer.echo(f"{kind}: {path}")
     h, w = result.image.shape[-2:]
-    typer.echo(f"{method} {w}x{h} in {result.seconds:.1f} s")
+    typer.echo(f"{plan.recipe} {w}x{h} in {result.seconds:.1f} s")
 
 
 def _mount_subcommands() -> None:

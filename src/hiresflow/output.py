@@ -1,13 +1,16 @@
-"""Write a run's images and metadata: final PNG (parameters also in a PNG text chunk), native PNG, JSON sidecar.
+"""Write a run's images and metadata: final PNG, native PNG, JSON sidecar; read a saved image's record back.
 
-Files are written under temporary names and renamed together at the end, so an interrupted or failed save
-leaves no half-written output.
+The final PNG carries two text chunks: `parameters` in AUTOMATIC1111's plain-text format (prompt, `Negative
+prompt:`, then `Steps: …, Sampler: …, CFG scale: …, Seed: …, Size: WxH, Model: …` and hiresflow's fields), which
+A1111/Forge/Civitai readers parse, and `hiresflow`, the run record as JSON (prompt, seed, model, the full plan,
+versions) — everything needed to re-run it (`hiresflow generate --from IMAGE.png`). Neither holds timings, so the
+same run gives the same PNG bytes; wall times go to the JSON sidecar only.
+The set (final, native, sidecar) is written under temporary names and renamed together, final image last.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import platform
 from pathlib import Path
 
@@ -15,7 +18,9 @@ import numpy as np
 import torch
 from PIL import Image, PngImagePlugin
 
-__all__ = ["to_pil", "save_run", "run_metadata", "versions"]
+from .atomic import atomic_files
+
+__all__ = ["to_pil", "save_run", "run_record", "with_timings", "a1111_parameters", "read_record", "versions"]
 
 
 def to_pil(img: torch.Tensor) -> Image.Image:
@@ -36,46 +41,97 @@ def versions() -> dict:
             "transformers": transformers.__version__, "python": platform.python_version()}
 
 
-def run_metadata(result, model, prompt: str, seed: int, negative_prompt: str = "") -> dict:
-    stages = []
-    for st in result.stages:
-        stages.append({
-            "index": st.index, "size": [st.size[1], st.size[0]], "sigma_start": float(st.sigmas[st.start]),
-            "steps": int(st.sigmas.numel() - 1 - st.start), "seconds": round(st.seconds, 4),
-            "model_seconds": round(st.timings.model_total, 4), "guide_seconds": round(st.timings.guides_total, 4),
-            **{k: v for k, v in st.extra.items() if isinstance(v, (int, float, str))},
-        })
+def run_record(result, model, prompt: str, seed: int, negative_prompt: str = "") -> dict:
+    """What the run was (deterministic: no timings): enough to re-run it with `Plan.from_dict`."""
     h, w = result.image.shape[-2:]
+    stages = [{"index": st.index, "size": [st.size[1], st.size[0]], "sigma_start": float(st.sigmas[st.start]),
+               "steps": int(st.sigmas.numel() - 1 - st.start),
+               **{k: v for k, v in st.extra.items() if isinstance(v, (int, float, str))}} for st in result.stages]
     return {
         "prompt": prompt, "negative_prompt": negative_prompt, "seed": seed, "recipe": result.plan.recipe,
         "size": [w, h], "model": model.describe(), "plan": result.plan.to_dict(), "stages": stages,
-        "seconds": round(result.seconds, 4), "device": str(model.device), "versions": versions(),
+        "device": str(model.device), "versions": versions(),
     }
+
+
+def with_timings(record: dict, result) -> dict:
+    """The record plus wall seconds of the run and of each stage (model calls and guides separately): the
+    JSON sidecar's content."""
+    stages = [{**rec, "seconds": round(st.seconds, 4), "model_seconds": round(st.timings.model_total, 4),
+               "guide_seconds": round(st.timings.guides_total, 4)} for rec, st in zip(record["stages"], result.stages)]
+    return {**record, "stages": stages, "seconds": round(result.seconds, 4)}
+
+
+def _a1111_value(v) -> str:
+    text = str(v)
+    return json.dumps(text) if any(c in text for c in ',:"\n') else text
+
+
+def a1111_parameters(record: dict, model_default_guidance: float | None = None) -> str:
+    """The AUTOMATIC1111 `parameters` text of a run record."""
+    plan = record["plan"]
+    stages = plan["stages"]
+    native = record["stages"][0]
+    guidance = stages[0].get("guidance")
+    if guidance is None:
+        guidance = model_default_guidance
+    fields = {"Steps": native["steps"], "Sampler": "Euler", "CFG scale": guidance if guidance is not None else "",
+              "Seed": record["seed"], "Size": f"{record['size'][0]}x{record['size'][1]}",
+              "Model": record["model"]["name"]}
+    if len(record["stages"]) > 1:
+        nw, nh = native["size"]
+        fields["Hires upscale"] = round(max(record["size"][0] / nw, record["size"][1] / nh), 4)
+        fields["Hires steps"] = sum(s["steps"] for s in record["stages"][1:])
+        fields["Denoising strength"] = round(record["stages"][-1]["sigma_start"], 4)
+    fields["hiresflow method"] = record["recipe"]
+    fields["hiresflow version"] = record["versions"]["hiresflow"]
+    line = ", ".join(f"{k}: {_a1111_value(v)}" for k, v in fields.items() if v != "")
+    text = record["prompt"]
+    if record.get("negative_prompt"):
+        text += f"\nNegative prompt: {record['negative_prompt']}"
+    return f"{text}\n{line}"
 
 
 def save_run(result, model, prompt: str, seed: int, out_dir: Path, stem: str, negative_prompt: str = "") -> dict:
     """Write <stem>.png, <stem>-native.png, <stem>.json into out_dir; returns {kind: path}."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    meta = run_metadata(result, model, prompt, seed, negative_prompt)
-    text = json.dumps(meta, indent=2, default=str)
+    record = run_record(result, model, prompt, seed, negative_prompt)
     final = out_dir / f"{stem}.png"
     native = out_dir / f"{stem}-native.png"
     sidecar = out_dir / f"{stem}.json"
     info = PngImagePlugin.PngInfo()
-    info.add_text("parameters", json.dumps({k: meta[k] for k in ("prompt", "seed", "recipe", "size")} |
-                                           {"model": model.name, "params": result.plan.params}, default=str))
-    info.add_text("hiresflow", text)
+    info.add_text("parameters", a1111_parameters(record, model.default_guidance))
+    info.add_text("hiresflow", json.dumps(record, sort_keys=True, default=str))
     native_img = result.stages[0].image if result.stages[0].image is not None else model.decode(result.stages[0].latent)
-    tmp = {p: p.with_name(f".{p.name}.tmp") for p in (final, native, sidecar)}
-    try:
-        to_pil(result.image).save(tmp[final], format="PNG", pnginfo=info)
-        to_pil(native_img).save(tmp[native], format="PNG")
-        tmp[sidecar].write_text(text)
-        for p, t in tmp.items():
-            os.replace(t, p)
-    finally:
-        for t in tmp.values():
-            if t.exists():
-                t.unlink()
+    with atomic_files([native, sidecar, final]) as (t_native, t_sidecar, t_final):
+        to_pil(native_img).save(t_native, format="PNG")
+        t_sidecar.write_text(json.dumps(with_timings(record, result), indent=2, default=str))
+        to_pil(result.image).save(t_final, format="PNG", pnginfo=info)
     return {"image": final, "native": native, "metadata": sidecar}
+
+
+def read_record(path: str | Path) -> dict:
+    """The run record of a hiresflow PNG (its `hiresflow` chunk) or JSON sidecar."""
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"{path} does not exist; pass a PNG or JSON written by hiresflow generate")
+    if path.suffix.lower() == ".json":
+        try:
+            record = json.loads(path.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as err:
+            raise ValueError(f"{path} is not valid JSON ({err}); pass the sidecar written by hiresflow") from None
+    else:
+        try:
+            with Image.open(path) as img:
+                img.load()
+                text = img.text.get("hiresflow") if hasattr(img, "text") else None
+        except (OSError, SyntaxError) as err:
+            raise ValueError(f"cannot read {path} as an image ({err}); pass a PNG written by hiresflow") from None
+        if text is None:
+            raise ValueError(f"{path} has no hiresflow metadata (no 'hiresflow' PNG chunk); it was not written by "
+                             f"hiresflow generate, or the chunk was stripped")
+        record = json.loads(text)
+    if not isinstance(record, dict) or "plan" not in record or "prompt" not in record:
+        raise ValueError(f"{path} holds no hiresflow run record (no plan); pass an image written by hiresflow")
+    return record

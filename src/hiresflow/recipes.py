@@ -315,6 +315,15 @@ def recipe_params(name: str) -> dict[str, object]:
     return {k: p.default for k, p in list(sig.parameters.items())[3:]}
 
 
+def _plain(obj):
+    """Parameters as JSON sees them (tuples → lists), so a plan's params survive its round trip unchanged."""
+    if isinstance(obj, (list, tuple)):
+        return [_plain(o) for o in obj]
+    if isinstance(obj, dict):
+        return {k: _plain(v) for k, v in obj.items()}
+    return obj
+
+
 def _get(name: str) -> Recipe:
     if name not in RECIPES:
         raise ValueError(f"unknown recipe {name!r}; choose one of: {', '.join(RECIPES)} (see `hiresflow recipes`)")
@@ -334,7 +343,7 @@ def build_plan(name: str, model: FlowModel, *, scale: float | None = None, size:
                          f"list them with `hiresflow recipes --params {name}`")
     native, target = resolve_sizes(model.geometry, scale, tuple(size) if size is not None else None)
     plan = recipe.fn(model, native, target, **params)
-    plan.params = {"scale": scale, "size": list(target), **{k: params.get(k, v) for k, v in valid.items()}}
+    plan.params = _plain({"scale": scale, "size": list(target), **{k: params.get(k, v) for k, v in valid.items()}})
     for st in plan.stages:
         model.geometry.validate(*st.size)
     return plan

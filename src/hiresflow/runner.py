@@ -122,7 +122,7 @@ def run_plan(
         guides = [g.build(env) for g in stage.guides]
 
         def core(xx, ctx, c, _g=stage.guidance):
-            return model.velocity(xx, ctx.sigma, c, guidance=_g, ctx=ctx)
+            return model.velocity(xx, ctx.sigma, c, guidance=_g)
 
         patched = compose_patches(core, [p.build(env) for p in stage.patches])
 

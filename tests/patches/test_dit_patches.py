@@ -82,7 +82,7 @@ def test_patches_change_the_call_and_removal_restores_bit_identical(flux):
     x = torch.randn(1, 16, 32, 32, generator=torch.Generator().manual_seed(0))
 
     def core(xx, ctx, c):
-        return flux.velocity(xx, ctx.sigma, c, ctx=ctx)
+        return flux.velocity(xx, ctx.sigma, c)
 
     before = core(x, _ctx(), cond)
     state = {k: v.clone() for k, v in flux.transformer.state_dict().items()}

@@ -1,7 +1,7 @@
 """The one model interface every method works against: a rectified flow in an unpacked latent space.
 
 A `FlowModel` exposes
-- `velocity(x, σ, cond, guidance=…, ctx=…)`: v = ε − x0 for latents x of shape [B, C, h, w] (packing, CFG and
+- `velocity(x, σ, cond, guidance=…)`: v = ε − x0 for latents x of shape [B, C, h, w] (packing, CFG and
   DDPM rescaling happen inside the adapter),
 - `schedule(steps, size, …)`: the model's σ grid for a stage size, computed by `hiresflow.flow.schedule`,
 - `encode` / `decode` between images in [0, 1] ([B, 3, H, W]) and normalised latents,
@@ -21,7 +21,7 @@ from typing import Any
 
 import torch
 
-from ..stage import PatchConfig, StepContext
+from ..stage import PatchConfig
 
 __all__ = ["LatentGeometry", "FlowModel", "VaeCodec", "parse_size", "adapter_classes"]
 
@@ -148,7 +148,6 @@ class FlowModel(ABC):
         cond: Any,
         *,
         guidance: float | None = None,
-        ctx: StepContext | None = None,
     ) -> torch.Tensor:
         """Flow velocity v = ε − x0 (float32) for latents x [B, C, h, w] at noise level σ."""
 

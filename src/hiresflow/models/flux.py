@@ -16,7 +16,6 @@ from functools import lru_cache
 import torch
 import torch.nn.functional as F
 
-from ..stage import StepContext
 from .base import LatentGeometry, VaeCodec
 from .dit import DiTFlowModel
 
@@ -152,10 +151,10 @@ class FluxFlowModel(DiTFlowModel):
         sigma = torch.sigmoid(logit_mean + logit_std * torch.randn((b,), generator=generator))
         s = sigma.view(b, 1, 1, 1)
         x = (1 - s) * z0 + s * eps
-        out = self._call(x, sigma, cond, None, None)
+        out = self._call(x, sigma, cond, None)
         return F.mse_loss(out, eps - z0)
 
-    def _call(self, x, sigma, cond: FluxCond, guidance, ctx, kwargs=None) -> torch.Tensor:
+    def _call(self, x, sigma, cond: FluxCond, guidance) -> torch.Tensor:
         """One transformer call on unpacked latents; `sigma` a float or a per-sample tensor [B]."""
         b, _, h, w = x.shape
         p = self.geometry.patch
@@ -174,15 +173,15 @@ class FluxFlowModel(DiTFlowModel):
         out = self.transformer(
             hidden_states=tokens, timestep=t, guidance=g, pooled_projections=pooled.to(self.dtype),
             encoder_hidden_states=pe.to(self.dtype), txt_ids=cond.text_ids, img_ids=ids.to(self.dtype),
-            joint_attention_kwargs=kwargs, return_dict=False,
+            return_dict=False,
         )[0]
         return unpack_latents(out.float(), h, w, p)
 
     @torch.no_grad()
-    def velocity(self, x, sigma, cond: FluxCond, *, guidance=None, ctx: StepContext | None = None):
-        v = self._call(x, sigma, cond, guidance, ctx)
+    def velocity(self, x, sigma, cond: FluxCond, *, guidance=None):
+        v = self._call(x, sigma, cond, guidance)
         scale = guidance if guidance is not None else self.default_guidance
         if not self.embedded_guidance and cond.negative is not None and scale != 1.0:
-            v_neg = self._call(x, sigma, cond.negative, None, ctx)
+            v_neg = self._call(x, sigma, cond.negative, None)
             v = v_neg + scale * (v - v_neg)
         return v

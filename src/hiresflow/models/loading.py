@@ -114,7 +114,7 @@ def load_pipeline(name_or_path: str, dtype: torch.dtype | None = None):
     from diffusers import DiffusionPipeline
 
     path = Path(name_or_path)
-    kwargs = {"torch_dtype": dtype} if dtype is not None else {}
+    kwargs = {"dtype": dtype} if dtype is not None else {}
     if path.exists() and not (path / "model_index.json").is_file():
         raise ValueError(f"{path} is not a diffusers pipeline folder (no model_index.json)")
     if path.is_dir():

@@ -15,7 +15,6 @@ import torch
 import torch.nn.functional as F
 
 from ..flow.parameterization import DDPMFlow
-from ..stage import StepContext
 from ..flow.schedule import static_shift, validate_steps
 from .base import FlowModel, LatentGeometry, VaeCodec
 
@@ -121,7 +120,7 @@ class SDFlowModel(FlowModel):
         return {"text_embeds": text.to(self.dtype), "time_ids": time_ids.expand(2 * b, -1)}
 
     @torch.no_grad()
-    def velocity(self, x, sigma, cond: SDCond, *, guidance=None, ctx: StepContext | None = None):
+    def velocity(self, x, sigma, cond: SDCond, *, guidance=None):
         b, _, h, w = x.shape
         scale = self.default_guidance if guidance is None else float(guidance)
         x_t = self.ddpm.model_input(x.float(), sigma)

@@ -12,7 +12,6 @@ from dataclasses import dataclass
 
 import torch
 
-from ..stage import StepContext
 from .base import LatentGeometry, VaeCodec
 from .dit import DiTFlowModel
 
@@ -92,7 +91,7 @@ class SD3FlowModel(DiTFlowModel):
         return SD3Cond(pe, ne, pooled, npooled)
 
     @torch.no_grad()
-    def velocity(self, x, sigma, cond: SD3Cond, *, guidance=None, ctx: StepContext | None = None):
+    def velocity(self, x, sigma, cond: SD3Cond, *, guidance=None):
         b = x.shape[0]
         scale = self.default_guidance if guidance is None else float(guidance)
         text = torch.cat([cond.negative_embeds.expand(b, -1, -1), cond.prompt_embeds.expand(b, -1, -1)])

@@ -32,6 +32,8 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
+from ..atomic import atomic_path, write_text_atomic
+
 __all__ = [
     "EMA",
     "Run",
@@ -113,9 +115,8 @@ def save_png(path: str | os.PathLike, grid: np.ndarray | torch.Tensor, cols: int
         img = img.resize((img.width * scale, img.height * scale), Image.NEAREST)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp.png")
-    img.save(tmp)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        img.save(tmp, format="PNG")
     return path
 
 
@@ -248,12 +249,9 @@ class Run:
             "extra": _jsonable(extra or {}),
             "saved_at": time.strftime("%Y-%m-%d %H:%M:%S"),
         }
-        tmp = self.dir / (CKPT + ".tmp")
-        save_file(tensors, str(tmp))
-        os.replace(tmp, self.ckpt_path)
-        tmp_state = self.dir / (STATE + ".tmp")
-        tmp_state.write_text(json.dumps(state, indent=2) + "\n")
-        os.replace(tmp_state, self.state_path)
+        with atomic_path(self.ckpt_path) as tmp:
+            save_file(tensors, str(tmp))
+        write_text_atomic(self.state_path, json.dumps(state, indent=2) + "\n")
 
     def load(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer | None,
              ema: EMA | None, strict_config: bool = True) -> dict:

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
+from ..atomic import atomic_path, write_text_atomic
 from .common import step_seed
 
 __all__ = ["Source", "world_source", "images_to_tensor", "build_latent_cache", "LatentCache", "file_digest"]
@@ -116,8 +117,7 @@ def build_latent_cache(path: str | os.PathLike, vae, source: Source, *, n: int, 
         prompts.extend(list(ps))
     latents = torch.cat(lat).contiguous()
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    save_file({"latents": latents.contiguous()}, str(tmp))
-    os.replace(tmp, path)
-    path.with_suffix(".json").write_text(json.dumps({"meta": meta, "prompts": prompts}))
+    with atomic_path(path) as tmp:
+        save_file({"latents": latents.contiguous()}, str(tmp))
+    write_text_atomic(path.with_suffix(".json"), json.dumps({"meta": meta, "prompts": prompts}))
     return LatentCache(latents, prompts, meta)

@@ -1,0 +1,60 @@
+"""Atomic file writes: write under a unique temporary name beside the target, then rename it into place.
+
+The temporary name carries the process id and a random token, so concurrent runs writing into one folder never
+share one; on any error (or interrupt) the temporary file is removed and the target is left as it was.
+`atomic_files` does the same for a set of files that belong together, renaming them only once all are written.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator, Sequence
+
+__all__ = ["TMP_SUFFIX", "temporary_name", "atomic_path", "atomic_files", "write_text_atomic",
+           "write_bytes_atomic"]
+
+TMP_SUFFIX = ".hiresflow-tmp"
+
+
+def temporary_name(path: str | os.PathLike) -> Path:
+    """A hidden, unique sibling of `path` (".name.<pid>-<token>.hiresflow-tmp")."""
+    path = Path(path)
+    return path.with_name(f".{path.name}.{os.getpid()}-{uuid.uuid4().hex[:8]}{TMP_SUFFIX}")
+
+
+@contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path to write; on success it replaces `path`, on error it is deleted."""
+    with atomic_files([path]) as (tmp,):
+        yield tmp
+
+
+@contextmanager
+def atomic_files(paths: Sequence[str | os.PathLike]) -> Iterator[list[Path]]:
+    """Yield one temporary path per target; after the block all are renamed into place, in the given order
+    (put the file whose presence marks the set complete last)."""
+    targets = [Path(p) for p in paths]
+    tmps = [temporary_name(p) for p in targets]
+    try:
+        yield tmps
+        for tmp, target in zip(tmps, targets):
+            os.replace(tmp, target)
+    finally:
+        for tmp in tmps:
+            if tmp.exists():
+                tmp.unlink()
+
+
+def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
+    return Path(path)
+
+
+def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> Path:
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
+    return Path(path)
