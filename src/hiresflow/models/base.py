@@ -169,6 +169,11 @@ class FlowModel(ABC):
     # ------------------------------------------------------------ what the family supports
 
     @classmethod
+    def handles(cls, pipe) -> bool:
+        """Whether this adapter wraps the diffusers pipeline object `pipe`."""
+        return False
+
+    @classmethod
     def patch_types(cls) -> tuple[type[PatchConfig], ...]:
         """The patch configs this family implements (none by default)."""
         return ()

@@ -91,6 +91,10 @@ class FluxFlowModel(DiTFlowModel):
         return cond
 
     @classmethod
+    def handles(cls, pipe) -> bool:
+        return type(pipe).__name__.startswith("Flux") and hasattr(pipe, "transformer")
+
+    @classmethod
     def patch_types(cls):
         from ..patches.attention import ProportionalAttentionConfig
         from ..patches.rope import RopeScalingConfig

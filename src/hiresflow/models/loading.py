@@ -67,22 +67,14 @@ def check_weights(folder: Path) -> None:
 
 
 def wrap_pipeline(pipe, name: str = "model", native: int | None = None, card: dict | None = None) -> FlowModel:
-    """Choose the adapter for a diffusers pipeline object."""
-    cls = type(pipe).__name__
-    if cls.startswith("Flux"):
-        from .flux import FluxFlowModel
+    """Choose the adapter for a diffusers pipeline object (the first adapter whose `handles(pipe)` is true)."""
+    from .base import adapter_classes
 
-        model = FluxFlowModel(pipe, name=name)
-    elif cls.startswith("StableDiffusion3"):
-        from .sd3 import SD3FlowModel
-
-        model = SD3FlowModel(pipe, name=name)
-    elif cls.startswith("StableDiffusionXL") or cls.startswith("StableDiffusion") and hasattr(pipe, "unet"):
-        from .sd import SDFlowModel
-
-        model = SDFlowModel(pipe, name=name)
-    else:
-        raise ValueError(f"unsupported pipeline {cls} for {name!r}; hiresflow supports Flux, SD3, SD 1.x/2.x and SDXL")
+    adapters = [a for a in adapter_classes() if a.handles(pipe)]
+    if not adapters:
+        raise ValueError(f"unsupported pipeline {type(pipe).__name__} for {name!r}; hiresflow supports Flux, SD3, "
+                         f"SD 1.x/2.x and SDXL")
+    model = adapters[0](pipe, name=name)
     card = card or {}
     native = native or card.get("native_size")
     if native:

@@ -32,6 +32,8 @@ class SDCond:
 class SDFlowModel(FlowModel):
     """SD1.x/2.x and SDXL. σ grids follow the scheduler's timestep spacing, ending at σ = 0."""
 
+    family = "sd"  # "sdxl" on SDXL pipelines
+
     def __init__(self, pipe, name: str = "sd", native: int | None = None):
         self.pipe = pipe
         self.name = name
@@ -55,6 +57,11 @@ class SDFlowModel(FlowModel):
     @property
     def device(self) -> torch.device:
         return self.unet.device
+
+    @classmethod
+    def handles(cls, pipe) -> bool:
+        name = type(pipe).__name__
+        return name.startswith("StableDiffusion") and not name.startswith("StableDiffusion3") and hasattr(pipe, "unet")
 
     @property
     def denoiser(self) -> torch.nn.Module:

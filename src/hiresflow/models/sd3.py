@@ -48,6 +48,10 @@ class SD3FlowModel(DiTFlowModel):
             else max_sequence_length
 
     @classmethod
+    def handles(cls, pipe) -> bool:
+        return type(pipe).__name__.startswith("StableDiffusion3") and hasattr(pipe, "transformer")
+
+    @classmethod
     def patch_types(cls):
         from ..patches.sd3 import SD3PositionConfig, SD3ProportionalAttentionConfig
         from ..patches.shifted_patches import ShiftedPatchesConfig
