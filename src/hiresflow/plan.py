@@ -26,7 +26,7 @@ class ScheduleSpec:
     steps: grid size N (the grid has N+1 values ending in 0).
     shift / mu: static or exponential time shift; both None = the model's own rule.
     shift_size: "stage" computes the model's rule (Flux dynamic μ) from the stage size, "native" from the
-        native size — the official HiFlow behaviour (its resolution shift is a no-op, hiflow.md §3.2).
+        native size — the official HiFlow behaviour (its resolution shift is a no-op, docs/methods/hiflow.md#cascade-and-schedule).
     start: first grid index run (steps before it are skipped, as in SDEdit/HiFlow/FreeScale restarts).
     tau: alternatively, start at the grid index whose σ is nearest to τ ∈ (0, 1].
     """

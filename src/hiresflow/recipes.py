@@ -1,4 +1,4 @@
-"""Named methods: each builds a Plan with the published defaults (shared/reference/*.md), every part switchable.
+"""Named methods: each builds a Plan with the published defaults (docs/methods/), every part switchable.
 
 `build_plan(name, model, scale=4)` or `build_plan(name, model, size=(H, W))`; keyword overrides are the recipe
 function's parameters (`hiresflow recipes --params NAME` lists them; the CLI takes `--set key=value`).
@@ -31,7 +31,7 @@ def resolve_sizes(
     geometry: LatentGeometry, scale: float | None = None, size: tuple[int, int] | None = None
 ) -> tuple[tuple[int, int], tuple[int, int]]:
     """(native, target) sizes. `size` wins; the native stage keeps the target's aspect ratio at the model's
-    native pixel count (I-Max rounds the factor instead, which distorts aspect ratios; imax.md §6.4)."""
+    native pixel count (I-Max rounds the factor instead, which distorts aspect ratios; docs/methods/imax.md#paper-vs-official-code)."""
     nh, nw = geometry.native
     if size is not None:
         h, w = int(size[0]), int(size[1])
@@ -171,13 +171,13 @@ def hiflow(model: FlowModel, native, target, base_steps: int = 30, stage_steps=H
            stage_guidance=None, ntk: float = 10.0, pi_floor: bool = False, proportional_attention: bool = True,
            text_duplication: bool = False, shifted_patches: bool = True,
            windowed_attention: float | None = None, stage_sizes=None) -> Plan:
-    """HiFlow cascade (×2, ×4, …) with A_i, A_d, A_a; official defaults (hiflow.md §5).
+    """HiFlow cascade (×2, ×4, …) with A_i, A_d, A_a; official defaults (docs/methods/hiflow.md#parameters-and-defaults).
 
     Every stage runs the last N_s entries of the base `base_steps` grid computed at the native size (official;
     τ = 0.783 / 0.612 for N_s = 16 / 10 on Flux-dev); shift_size="stage" recomputes the grid per stage.
     init="official" noises the upsampled, sharpened final image (VAE mode); init="paper" noises the reference
     x̂0 at τ. initialization=False drops A_i: the stage starts from pure noise over the full grid.
-    Model side (DiT families, hiflow.md §3.4): NTK×10 without PI floor, proportional attention and shifted
+    Model side (DiT families, docs/methods/dit-toolkit.md#defaults-per-recipe): NTK×10 without PI floor, proportional attention and shifted
     patchification on every cascade stage; text duplication off (as the released script).
     """
     if init not in ("official", "paper"):
@@ -215,7 +215,7 @@ def imax(model: FlowModel, native, target, steps: int = 30, hires_steps: int = 3
          windowed_attention: float | None = None) -> Plan:
     """I-Max: native pass, then one pass at the target from pure noise with projected flow toward the upsampled
     native result (README defaults: 30/30 steps, shifts 3/6, cosine_decay, DWT level 1, posterior sample).
-    Model side on the high-resolution pass (imax.md §3): NTK×10 with the PI floor, proportional attention, text
+    Model side on the high-resolution pass (docs/methods/dit-toolkit.md#defaults-per-recipe): NTK×10 with the PI floor, proportional attention, text
     duplication with grid ids, shifted patchification. hires_shift="auto" uses the paper's s* = 1.5·scale
     (the code's fixed 6 equals it at 4×)."""
     if hires_guidance is None and model.guidance_kind == "embedded":

@@ -55,7 +55,7 @@ def test_scaled_pos_embed_reduces_to_stock(flux):
 
 def test_proportional_multiplier():
     assert proportional_multiplier(4608, 4608) == 1.0
-    assert proportional_multiplier(16896, 4608) ** 2 == pytest.approx(1.154, abs=1e-3)  # FLUX 2K (hiflow.md §3.4)
+    assert proportional_multiplier(16896, 4608) ** 2 == pytest.approx(1.154, abs=1e-3)  # FLUX 2K (docs/methods/dit-toolkit.md#proportional-attention)
     assert proportional_multiplier(66048, 4608) ** 2 == pytest.approx(1.316, abs=1e-3)  # FLUX 4K
     assert proportional_multiplier(73728, 4608) ** 2 == pytest.approx(1.329, abs=1e-3)  # 4K with 16 text copies
 

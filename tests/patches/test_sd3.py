@@ -82,3 +82,24 @@ def test_sd3_generation_with_patches(sd3, recipe, kw, scale):
     assert {"SD3PositionConfig", "SD3ProportionalAttentionConfig", "ShiftedPatchesConfig", "TextDuplicationConfig"} <= names
     res = run_plan(sd3, plan, "a house at night", seed=1)
     assert res.image.shape[-1] == 64 * scale and torch.isfinite(res.image).all()
+
+
+def test_proportional_attention_counts_duplicated_text(sd3):
+    """With text duplication (an outer patch), L = image tokens + every text copy; L_train keeps one copy."""
+    from hiresflow.patches.attention import proportional_multiplier
+
+    cond = sd3.encode_prompt("a house by a lake")
+    T = sd3.text_tokens(cond)
+    x = torch.randn(1, 16, 16, 16, generator=torch.Generator().manual_seed(2))  # 8×8 tokens, native 4×4
+    seen = {}
+
+    def core(xx, c, cc):
+        attn = next(m for m in sd3.transformer.modules() if getattr(m, "add_q_proj", None) is not None)
+        q = attn.norm_q if getattr(attn, "norm_q", None) is not None else attn.to_q
+        seen["m"], seen["text"] = q.factor, sd3.text_tokens(cc)
+        return torch.zeros_like(xx)
+
+    patches = [TextDuplicationConfig().build(Env(sd3, cond)), SD3ProportionalAttentionConfig().build(Env(sd3, cond))]
+    compose_patches(core, patches)(x, ctx(), cond)
+    assert seen["text"] == 4 * T
+    assert seen["m"] == pytest.approx(proportional_multiplier(64 + 4 * T, 16 + T))

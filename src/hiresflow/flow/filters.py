@@ -40,7 +40,7 @@ def butterworth_mask(
     """Butterworth low-pass M = 1 / (1 + (d²/D²)^n) on an h×w spectrum, in unshifted FFT layout.
 
     d² = (2u/h − 1)² + (2v/w − 1)² over the fftshift-ed grid: 0 at DC, 1 at Nyquist along an axis (HiFlow's
-    normalised radius, shared/reference/hiflow.md §3 step 3c; defaults n = 4, D = 0.2).
+    normalised radius, docs/methods/hiflow.md#direction-alignment; defaults n = 4, D = 0.2).
     """
     if order <= 0 or not cutoff > 0:
         raise ValueError(f"Butterworth order and cutoff must be positive, got order={order}, cutoff={cutoff}")
@@ -59,7 +59,7 @@ def haar_lowpass(x: torch.Tensor, level: int = 1) -> torch.Tensor:
     """Level-L Haar approximation band, reconstructed at full size with the detail bands zeroed.
 
     For Haar this is exactly a 2^L×2^L block mean followed by nearest-neighbour upsampling (I-Max's projection
-    P, imax.md §2). Sizes not divisible by 2^L are edge-replicated to the next multiple first (PyWavelets'
+    P, docs/methods/imax.md#projection). Sizes not divisible by 2^L are edge-replicated to the next multiple first (PyWavelets'
     default "symmetric" extension agrees for level 1; deeper levels differ only in the last partial block).
     """
     if level < 1:

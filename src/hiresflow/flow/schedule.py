@@ -4,8 +4,9 @@ Convention (diffusers Flux): σ runs from 1 (noise) to 0 (data), x_σ = (1−σ)
 A schedule is a 1-D float64 tensor of N+1 values, strictly decreasing, ending in 0: step i goes σ_i → σ_{i+1}.
 
 Why computed here: the official I-Max pipeline sets its time shift by writing a scheduler *config* value, which
-diffusers ≥ 0.32 silently ignores, and HiFlow's "disable dynamic shifting" line is a no-op for the same reason
-(see shared/reference/imax.md §3 and hiflow.md §3.2). Grids built by these functions are what they say they are
+diffusers ≥ 0.32 no longer reads after construction; HiFlow sets `use_dynamic_shifting` on the scheduler *object*,
+which its pinned diffusers never reads (the scheduler reads its config) — so HiFlow's released grids always used
+the base μ, and its τ = 0.783 / 0.612 depend on that (docs/methods/README.md#design-habits). Grids built by these functions are what they say they are
 on every diffusers version.
 """
 
@@ -108,7 +109,7 @@ def resolution_shift(base_shift: float, scale: float, factor: float = 1.0) -> fl
 def cosine_factor(time_fraction: float) -> float:
     """cf(t) = ½·(1 + cos(π·(T − t)/T)) with t/T = `time_fraction`: 1 at pure noise, 0 at data.
 
-    DemoFusion and FreeScale evaluate it on the scheduler's timestep value (docs/methods/demofusion.md); flow
+    DemoFusion and FreeScale evaluate it on the scheduler's timestep value (docs/methods/demofusion.md#formulas); flow
     models pass σ, DDPM models their fractional timestep / 1000 (`FlowModel.time_fraction`).
     """
     return 0.5 * (1.0 + math.cos(math.pi * (1.0 - time_fraction)))

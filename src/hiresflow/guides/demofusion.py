@@ -1,7 +1,7 @@
 """DemoFusion's denoiser for progressive phases: MultiDiffusion local views + dilated global sampling.
 
 In the flow frame every path is a velocity (an Euler step is linear in v, so averaging denoised views equals
-averaging their velocities on a shared σ grid; unet_methods.md §3.1):
+averaging their velocities on a shared σ grid; docs/methods/demofusion.md#local-path, #global-path):
 - local: views of the native latent size, stride = half a view, each shifted by a random integer jitter in
   [−J, J], J = (view − stride)/4, over a zero-padded canvas; per-pixel average of the view velocities;
 - global (c2): pad to a multiple of s, take the s² interleaved sub-latents x[:, :, i::s, j::s] of a Gaussian-

@@ -1,7 +1,7 @@
 """DiffuseHigh structure guidance: for the first k steps after re-noising, swap the low band of x̂0.
 
 x̂0 ← x̂0 − LP(x̂0) + LP(G), then v = (x − x̂0)/(σ + 1e-6), where G is the upsampled (sharpened) previous image
-(unet_methods.md §4). space="pixel" (official): decode x̂0, swap the DWT low band in pixels, re-encode (mode).
+(docs/methods/diffusehigh.md#structure-guidance). space="pixel" (official): decode x̂0, swap the DWT low band in pixels, re-encode (mode).
 space="latent": the same on latents (no VAE round trip per step).
 Difference from the official code: it uses a Daubechies-4 level-1 DWT with symmetric boundary; hiresflow uses
 the Haar level-L low band (a block mean), which keeps the swap exact and vectorised.

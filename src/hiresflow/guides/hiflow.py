@@ -2,7 +2,7 @@
 
 Reference flow: x̂0_ref(σ_i) = Φ(x̂0_low(σ_i)), the previous stage's *raw* prediction at the same schedule index,
 upsampled (Φ = bicubic on latents, official; or decode→resize→encode, option "pixel").
-Per step i of N_s (shared/reference/hiflow.md §3 step 3, all in float32):
+Per step i of N_s (docs/methods/hiflow.md#formulas, all in float32):
     A_d: x̂0 ← x̂0 + α_i·LP(x̂0_ref − x̂0)     (= the paper's LP(x̂0_ref) − LP(x̂0), one FFT by linearity)
     v = (x − x̂0)/(σ + 1e-6),  v_ref = (x − x̂0_ref)/(σ + 1e-6)
     A_a (i > 0): v ← v + β_i·[(v_prev + v_ref − v_ref,prev) − v]
@@ -77,7 +77,7 @@ class HiFlowConfig(GuideConfig):
     def __post_init__(self) -> None:
         check_weight("alpha", self.alpha)
         check_weight("beta", self.beta)
-        check_choice("weight_schedule ('step' official, 'sigma' paper)", self.weight_schedule, ("step", "sigma"))
+        check_choice("weight_schedule ('step' official, 'sigma' σ/τ as a port quotes the paper)", self.weight_schedule, ("step", "sigma"))
         check_choice("filter", self.filter, ("butterworth", "dwt"))
         check_choice("reference_space", self.reference_space, ("latent", "pixel"))
         check_choice("reference_interpolation", self.reference_interpolation, ("bicubic", "bilinear"))

@@ -1,7 +1,7 @@
 """I-Max projected flow: keep the low-frequency projection of the velocity on the straight line to the guidance.
 
 G = the native result upsampled to the target size and encoded (posterior sample). With v_G = (x − G)/(σ + 1e-6),
-P = Haar DWT low band of level L (a 2^L block mean, imax.md §2) and c_i = ½(1 + cos(π·i/N)) (step index, code):
+P = Haar DWT low band of level L (a 2^L block mean, docs/methods/imax.md#projected-flow) and c_i = ½(1 + cos(π·i/N)) (step index, code):
     cosine_decay (README/demo default):  v ← v + c_i·P(v_G − v)
     cosine_shift (pipeline default):     v ← v + c_i·(v_G − v) + (1 − c_i)·P(v_G − v)
     constant:                            v ← v + P(v_G − v)

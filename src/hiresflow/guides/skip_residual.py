@@ -1,7 +1,7 @@
 """Skip residual (DemoFusion c1, FreeScale's tailored self-cascade): pull x toward the noised upsampled result.
 
 Before each model call at schedule index k:  x ← (1 − c1)·x + c1·((1 − σ_k)·z_up + σ_k·ε),
-c1 = weight · cf(t_k)^cosine_scale, cf(t) = ½(1 + cos(π(T − t)/T)) (unet_methods.md §2.1, §3.1).
+c1 = weight · cf(t_k)^cosine_scale, cf(t) = ½(1 + cos(π(T − t)/T)) (docs/methods/demofusion.md#skip-residual, docs/methods/freescale.md#tailored-self-cascade).
 DemoFusion uses cosine_scale 3 (latent-space upsampling, all steps rerun); FreeScale 2 (pixel-space upsampling,
 restart at 30 % of the steps). z_up and ε are the stage's own upsampled result and initial noise.
 """

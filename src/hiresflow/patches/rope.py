@@ -6,7 +6,7 @@ Per axis of dimension d, k = 0..d/2−1, base θ (10 000 for Flux):
     I-Max (pi_floor=True):  ω_k = max(ω_k^NTK, ω_k^PI)  — high-frequency dims follow NTK, low ones are floored at PI
     HiFlow (pi_floor=False): ω_k = ω_k^NTK
 L = total id length (all text copies + image tokens), T = one text copy, N_native = image tokens at the native size;
-at 1024² FLUX this is I-Max's s_L = √((L − 512)/4096) (imax.md §3). cos/sin are interleaved as diffusers' Flux
+at 1024² FLUX this is I-Max's s_L = √((L − 512)/4096) (docs/methods/dit-toolkit.md#ntk-and-pi-rope). cos/sin are interleaved as diffusers' Flux
 embedding does (`repeat_interleave_real`). ntk = 1 without floor reproduces the stock frequencies.
 """
 

@@ -8,8 +8,9 @@ token grid, so grids larger than M fail. Modes:
 The patch swaps the table (and M) for one model call and restores both.
 
 Proportional attention (SD3 has no RoPE): every query is multiplied by m = √(ln L / ln L_train) after its
-projection (after the q-norm when the model has one), with L the joint key length (image + text tokens) of that
-attention and L_train the same at the native size.
+projection (after the q-norm when the model has one), with L the joint key length of that attention — image
+tokens plus the text tokens of the call, so duplicated text copies count — and L_train the same at the native
+size with one text copy.
 """
 
 from __future__ import annotations
@@ -101,24 +102,32 @@ class SD3ProportionalAttentionConfig(PatchConfig):
         g = model.geometry
         text = model.text_tokens(env.cond)
         native = (g.native[0] // g.multiple) * (g.native[1] // g.multiple)
-        return SD3ProportionalAttention(model.transformer, text, native, g.patch)
+        return SD3ProportionalAttention(model, text, native, g.patch)
 
 
 class SD3ProportionalAttention(ModulePatch):
     name = "sd3_proportional_attention"
     order = PatchOrder.ATTENTION_SCALE
 
-    def __init__(self, transformer, text_tokens: int, native_tokens: int, patch: int):
-        self.attns = [m for m in transformer.modules() if hasattr(m, "to_q") and hasattr(m, "processor")]
+    def __init__(self, model, text_tokens: int, native_tokens: int, patch: int):
+        self.model = model
+        self.attns = [m for m in model.transformer.modules() if hasattr(m, "to_q") and hasattr(m, "processor")]
         self.text, self.native, self.patch = text_tokens, native_tokens, patch
 
+    def wrap(self, fn):
+        def patched(x, ctx, cond):  # the text length of this call: after any text duplication (an outer patch)
+            with self.scaled(x, self.model.text_tokens(cond)):
+                return fn(x, ctx, cond)
+
+        return patched
+
     @contextmanager
-    def applied(self, x, ctx):
+    def scaled(self, x, text_tokens: int):
         n = (x.shape[-2] // self.patch) * (x.shape[-1] // self.patch)
         with ExitStack() as stack:
             for attn in self.attns:
                 joint = getattr(attn, "add_q_proj", None) is not None
-                L, L_tr = (n + self.text, self.native + self.text) if joint else (n, self.native)
+                L, L_tr = (n + text_tokens, self.native + self.text) if joint else (n, self.native)
                 m = proportional_multiplier(L, L_tr)
                 if m == 1.0:
                     continue
