@@ -2,14 +2,17 @@
 
 Contract (relied on by later tooling): `recipes` prints one line per recipe starting with its name; `generate`
 writes OUT/<stem>.png (final), OUT/<stem>-native.png and OUT/<stem>.json (plan, seed, versions, per-stage
-wall times), each written to a temporary name first so that a failed run leaves nothing behind.
+wall times), stem = <prompt>-<method>-<model>-<W>x<H>-s<seed> (`hiresflow.naming`), never overwriting an existing
+set unless --overwrite; each file is written to a temporary name first so a failed or interrupted run (Ctrl-C,
+SIGTERM) leaves nothing behind, and every argument is checked before the model loads.
 """
 
 from __future__ import annotations
 
 import ast
-import re
+import signal
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 from typing import List, Optional
 
@@ -57,68 +60,118 @@ def recipes(params: Optional[str] = typer.Option(None, "--params", help="show th
         typer.echo(f"{name.ljust(width)}  {r.summary}")
 
 
-def _stem(prompt: str, method: str, seed: int) -> str:
-    slug = re.sub(r"[^a-z0-9]+", "-", prompt.lower()).strip("-")[:48] or "image"
-    return f"{slug}-{method}-s{seed}"
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM, handled like Ctrl-C: temporary files are removed and nothing half-written is left."""
+
+
+@contextmanager
+def _sigterm_as_interrupt():
+    def handler(signum, frame):
+        raise _Terminated()
+
+    try:
+        old = signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread (e.g. inside a test runner's worker)
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, old)
+
+
+RUN_ERRORS = (ValueError, TypeError, FloatingPointError)
 
 
 @app.command()
 def generate(
     prompt: Optional[str] = typer.Argument(None, help="text prompt (optional with --from)"),
-    model: Optional[str] = typer.Option(None, "--model", "-m", help=f"tiny-flux (default), tiny-sd, random-tiny-*, a diffusers folder or hub id"),
+    model: Optional[str] = typer.Option(None, "--model", "-m", help="tiny-flux (default), tiny-sd, random-tiny-*, a diffusers folder or hub id"),
     method: Optional[str] = typer.Option(None, "--method", help="recipe name (default hiflow; see `hiresflow recipes`)"),
     scale: Optional[float] = typer.Option(None, "--scale", help="linear upscale factor over the native size (default 4)"),
     size: Optional[str] = typer.Option(None, "--size", help="target WIDTHxHEIGHT (overrides --scale)"),
-    seed: Optional[int] = typer.Option(None, "--seed", help="noise seed (default 0)"),
+    seed: Optional[int] = typer.Option(None, "--seed", help="noise seed in 0…2**64-1 (default 0)"),
     out: Path = typer.Option(Path("outputs"), "--out", help="output folder"),
     negative: Optional[str] = typer.Option(None, "--negative", help="negative prompt (CFG models)"),
     set_: List[str] = typer.Option([], "--set", help="recipe parameter override key=value (repeatable)"),
     from_: Optional[Path] = typer.Option(None, "--from", help="re-run the plan, prompt, seed and model recorded in a hiresflow PNG or JSON sidecar"),
-    device: Optional[str] = typer.Option(None, "--device"),
+    overwrite: bool = typer.Option(False, "--overwrite", help="replace an existing image set of the same name (default: add -2, -3, …)"),
+    allow_large: bool = typer.Option(False, "--allow-large", help="run even when the memory or time estimate exceeds this machine"),
+    device: Optional[str] = typer.Option(None, "--device", help="cpu, cuda, cuda:N or mps (default: cuda when available)"),
     quiet: bool = typer.Option(False, "--quiet", help="no progress bars"),
 ):
     """Generate one high-resolution image and its native-size counterpart."""
-    from .models.base import parse_size
-    from .output import read_record, save_run
-
     try:
-        plan = record = None
-        if from_ is not None:
-            if method or scale is not None or size or set_:
-                raise ValueError("--from re-runs a recorded plan; drop --method, --scale, --size and --set")
-            record = read_record(from_)
-            from .plan import Plan
-
-            plan = Plan.from_dict(record["plan"])
-            prompt = record["prompt"] if prompt is None else prompt
-            seed = int(record["seed"]) if seed is None else seed
-            negative = record.get("negative_prompt", "") if negative is None else negative
-            model = model or record["model"]["name"]
-        if prompt is None:
-            raise ValueError("give a prompt (or --from IMAGE.png to re-run a saved image)")
-        seed = 0 if seed is None else seed
-        negative = negative or ""
-        model = model or DEFAULT_MODEL
-        method = method or "hiflow"
-        overrides = parse_overrides(set_)
-        target = parse_size(size) if size else None
-        if target is None and scale is None:
-            scale = 4.0
-        from .models.loading import load_model
-        from .recipes import build_plan
-        from .runner import run_plan
-
-        m = load_model(model, device=device)
-        if plan is None:
-            plan = build_plan(method, m, scale=scale, size=target, **overrides)
-        result = run_plan(m, plan, prompt, seed=seed, negative_prompt=negative, progress=not quiet)
-        paths = save_run(result, m, prompt, seed, out, _stem(prompt, plan.recipe, seed), negative_prompt=negative)
-    except ValueError as err:
+        with _sigterm_as_interrupt():
+            paths, result, plan = _generate(prompt, model, method, scale, size, seed, out, negative, set_, from_,
+                                            overwrite, allow_large, device, quiet)
+    except RUN_ERRORS as err:
         _fail(str(err))
+    except KeyboardInterrupt:
+        typer.echo("interrupted: nothing was written", err=True)
+        raise typer.Exit(code=130)
     for kind, path in paths.items():
         typer.echo(f"{kind}: {path}")
     h, w = result.image.shape[-2:]
     typer.echo(f"{plan.recipe} {w}x{h} in {result.seconds:.1f} s")
+
+
+def _generate(prompt, model, method, scale, size, seed, out, negative, set_, from_, overwrite, allow_large, device,
+              quiet):
+    """Validate every argument, prepare --out, then load, plan, check resources, run and save."""
+    from .checks import check_seed
+    from .models.base import parse_size
+    from .models.loading import check_device
+    from .naming import check_out_dir, clean_stale, image_stem, reserve_stem
+    from .output import read_record, save_run
+    from .recipes import recipe_params
+
+    plan = None
+    if from_ is not None:
+        if method or scale is not None or size or set_:
+            raise ValueError("--from re-runs a recorded plan; drop --method, --scale, --size and --set")
+        record = read_record(from_)
+        from .plan import Plan
+
+        plan = Plan.from_dict(record["plan"])
+        prompt = record["prompt"] if prompt is None else prompt
+        seed = int(record["seed"]) if seed is None else seed
+        negative = record.get("negative_prompt", "") if negative is None else negative
+        model = model or record["model"]["name"]
+    if prompt is None:
+        raise ValueError("give a prompt (or --from IMAGE.png to re-run a saved image)")
+    seed = check_seed(0 if seed is None else seed)
+    negative = negative or ""
+    model = model or DEFAULT_MODEL
+    method = method or "hiflow"
+    overrides = parse_overrides(set_)
+    target = parse_size(size) if size else None
+    if target is None and scale is None:
+        scale = 4.0
+    if plan is None:
+        valid = recipe_params(method)  # unknown recipe: one-line error before loading anything
+        unknown = sorted(set(overrides) - set(valid))
+        if unknown:
+            raise ValueError(f"recipe {method!r} has no parameter {', '.join(unknown)}; "
+                             f"list them with `hiresflow recipes --params {method}`")
+    device = check_device(device)
+    out = check_out_dir(out)
+    clean_stale(out)
+
+    from .models.loading import load_model
+    from .recipes import build_plan
+    from .resources import check_resources
+    from .runner import run_plan
+
+    m = load_model(model, device=device)
+    if plan is None:
+        plan = build_plan(method, m, scale=scale, size=target, **overrides)
+    check_resources(plan, m, allow=allow_large)
+    stem = image_stem(prompt, plan.recipe, model, plan.target_size, seed)
+    with reserve_stem(out, stem, overwrite=overwrite) as slot:
+        result = run_plan(m, plan, prompt, seed=seed, negative_prompt=negative, progress=not quiet)
+        paths = save_run(result, m, prompt, seed, out, slot.stem, negative_prompt=negative)
+    return paths, result, plan
 
 
 def _mount_subcommands() -> None:

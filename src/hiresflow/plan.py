@@ -13,10 +13,14 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from .checks import check_fraction
+from .checks import check_choice, check_fraction, check_number
+from .flow.schedule import validate_steps
 from .stage import DenoiserConfig, GuideConfig, PatchConfig
 
 __all__ = ["ScheduleSpec", "SharpenSpec", "InitSpec", "Stage", "Plan", "UpscaleSpec"]
+
+
+INTERPOLATIONS = ("bicubic", "bilinear", "nearest", "lanczos")
 
 
 @dataclass
@@ -39,10 +43,16 @@ class ScheduleSpec:
     tau: float | None = None
 
     def __post_init__(self) -> None:
-        if isinstance(self.steps, bool) or not isinstance(self.steps, int) or self.steps <= 0:
-            raise ValueError(f"steps must be a positive integer, got {self.steps!r}")
+        validate_steps(self.steps)
         if self.tau is not None:
             check_fraction("tau", self.tau)
+        if self.shift is not None:
+            check_number("shift", self.shift, minimum=0, inclusive=False)
+        if self.mu is not None:
+            check_number("mu", self.mu)
+        check_choice("shift_size", self.shift_size, ("stage", "native"))
+        if isinstance(self.start, bool) or not isinstance(self.start, int):
+            raise ValueError(f"start must be an integer grid index, got {self.start!r}")
         if not 0 <= self.start < self.steps:
             raise ValueError(f"start index {self.start} must lie in [0, {self.steps}) for a {self.steps}-step grid")
 
@@ -54,6 +64,16 @@ class SharpenSpec:
     amount: float = 1.0
     kernel_size: int = 3
     sigma_range: tuple[float, float] = (0.1, 2.0)
+
+    def __post_init__(self) -> None:
+        check_number("sharpen amount", self.amount, minimum=0)
+        if isinstance(self.kernel_size, bool) or not isinstance(self.kernel_size, int) or self.kernel_size < 1 \
+                or self.kernel_size % 2 == 0:
+            raise ValueError(f"sharpen kernel_size must be a positive odd integer, got {self.kernel_size!r}")
+        lo, hi = (tuple(self.sigma_range) + (None, None))[:2]
+        if not (check_number("sharpen sigma", lo, minimum=0, inclusive=False) <=
+                check_number("sharpen sigma", hi, minimum=0, inclusive=False)):
+            raise ValueError(f"sharpen sigma_range must be (low, high) with 0 < low <= high, got {self.sigma_range!r}")
 
 
 @dataclass
@@ -72,6 +92,12 @@ class InitSpec:
     interpolation: Literal["bicubic", "bilinear", "nearest", "lanczos"] = "bicubic"
     sharpen: SharpenSpec | None = None
     encode: Literal["mode", "sample"] = "mode"
+
+    def __post_init__(self) -> None:
+        check_choice("init start_from", self.start_from, ("noise", "upsampled", "reference_x0"))
+        check_choice("space", self.space, ("pixel", "latent"))
+        check_choice("interpolation", self.interpolation, INTERPOLATIONS)
+        check_choice("encode", self.encode, ("mode", "sample"))
 
 
 @dataclass
@@ -92,6 +118,9 @@ class UpscaleSpec:
 
     size: tuple[int, int]
     interpolation: Literal["bicubic", "lanczos", "bilinear", "nearest"] = "bicubic"
+
+    def __post_init__(self) -> None:
+        check_choice("interpolation", self.interpolation, INTERPOLATIONS)
 
 
 @dataclass

@@ -18,7 +18,7 @@ from .guides.imax import ProjectedFlowConfig
 from .guides.skip_residual import SkipResidualConfig
 from .models.base import FlowModel, LatentGeometry
 from .flow.schedule import resolution_shift, validate_steps
-from .checks import check_fraction
+from .checks import check_fraction, check_number
 from .plan import InitSpec, Plan, ScheduleSpec, SharpenSpec, Stage, UpscaleSpec
 
 __all__ = ["Recipe", "RECIPES", "build_plan", "resolve_sizes", "cascade_sizes", "recipe_params"]
@@ -33,7 +33,12 @@ def resolve_sizes(
     """(native, target) sizes. `size` wins; the native stage keeps the target's aspect ratio at the model's
     native pixel count (I-Max rounds the factor instead, which distorts aspect ratios; docs/methods/imax.md#paper-vs-official-code)."""
     nh, nw = geometry.native
+    if scale is not None and (isinstance(scale, bool) or not isinstance(scale, (int, float))
+                              or not math.isfinite(scale)):
+        raise ValueError(f"scale must be a finite number >= 1, got {scale!r}; e.g. --scale 4")
     if size is not None:
+        if len(size) != 2 or not all(isinstance(v, int) and not isinstance(v, bool) for v in size):
+            raise ValueError(f"size must be two integers (height, width), got {size!r}")
         h, w = int(size[0]), int(size[1])
         geometry.validate(h, w)
         k = scale if scale is not None else math.sqrt(h * w / (nh * nw))
@@ -94,9 +99,11 @@ def _steps(model: FlowModel, steps: int | None) -> int:
     return model.default_steps if steps is None else validate_steps(steps)
 
 
-def _per_stage(values, j: int):
-    """values may be a scalar or a list (indexed per cascade stage, the last repeated)."""
+def _per_stage(values, j: int, name: str = "value"):
+    """values may be a scalar or a non-empty list (indexed per cascade stage, the last repeated)."""
     if isinstance(values, (list, tuple)):
+        if not values:
+            raise ValueError(f"{name} is an empty list; give one value, or one per cascade stage, e.g. {name}=[16, 10]")
         return values[min(j, len(values) - 1)]
     return values
 
@@ -186,7 +193,7 @@ def hiflow(model: FlowModel, native, target, base_steps: int = 30, stage_steps=H
         stage_guidance = _embedded(model, HIFLOW_FLUX_GUIDANCE)
     stages = [_native_stage(model, native, base_steps, guidance=guidance)]
     for j, size in enumerate(_stages(model, native, target, stage_sizes)):
-        n_s = int(_per_stage(stage_steps, j))
+        n_s = validate_steps(_per_stage(stage_steps, j, "stage_steps"), "stage_steps")
         if not 0 < n_s <= base_steps:
             raise ValueError(f"stage_steps must lie in [1, base_steps={base_steps}], got {n_s}")
         if initialization:
@@ -196,13 +203,13 @@ def hiflow(model: FlowModel, native, target, base_steps: int = 30, stage_steps=H
         else:
             sched = ScheduleSpec(steps=base_steps, shift_size=shift_size)
             ini = InitSpec("noise")
-        g = HiFlowConfig(alpha=float(_per_stage(alpha, j)), beta=float(_per_stage(beta, j)), direction=direction,
+        g = HiFlowConfig(alpha=check_number("alpha", _per_stage(alpha, j, "alpha")), beta=check_number("beta", _per_stage(beta, j, "beta")), direction=direction,
                          acceleration=acceleration, weight_schedule=weight_schedule, filter=filter, order=order,
-                         cutoff=float(_per_stage(cutoff, j)), dwt_level=dwt_level, reference_space=reference_space)
-        patches = dit_patches(model, ntk=float(_per_stage(ntk, j)), pi_floor=pi_floor,
+                         cutoff=check_number("cutoff", _per_stage(cutoff, j, "cutoff")), dwt_level=dwt_level, reference_space=reference_space)
+        patches = dit_patches(model, ntk=check_number("ntk", _per_stage(ntk, j, "ntk")), pi_floor=pi_floor,
                               proportional_attention=proportional_attention, text_duplication=text_duplication,
                               shifted_patches=shifted_patches, windowed_attention=windowed_attention)
-        stages.append(Stage(size=size, schedule=sched, init=ini, guides=[g], guidance=_per_stage(stage_guidance, j),
+        stages.append(Stage(size=size, schedule=sched, init=ini, guides=[g], guidance=_per_stage(stage_guidance, j, "stage_guidance"),
                             patches=patches, name=f"hiflow{j + 1}"))
     return Plan("hiflow", stages)
 
@@ -333,6 +340,11 @@ def _get(name: str) -> Recipe:
 def build_plan(name: str, model: FlowModel, *, scale: float | None = None, size: Sequence[int] | None = None,
                **params) -> Plan:
     """Build the named recipe's Plan for `model` at `scale` (×native) or `size` = (H, W)."""
+    if not isinstance(name, str):
+        raise TypeError(f"recipe name must be a string such as 'hiflow', got {type(name).__name__}")
+    if not isinstance(model, FlowModel):
+        raise TypeError(f"model must be a hiresflow FlowModel (from hiresflow.models.loading.load_model or "
+                        f"wrap_pipeline), got {type(model).__name__}")
     recipe = _get(name)
     valid = recipe_params(name)
     if params.get("stage_sizes") and size is None and scale is None:

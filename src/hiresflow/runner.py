@@ -4,7 +4,9 @@ The hooks and the order they run in within a step are the stage protocol's (`hir
 
 Randomness: stage s draws its noise (and any sharpening σ, posterior sample or view jitter) from its own
 `torch.Generator` seeded with `stage_seed(seed, s)`, on the CPU, so a seed gives the same bytes on every run
-and a stage's randomness does not depend on how many numbers an earlier stage consumed.
+and a stage's randomness does not depend on how many numbers an earlier stage consumed. Seeds are integers in
+0…2⁶⁴−1, and distinct seeds give distinct stage seeds (the derivation is a bijection for each stage).
+A stage whose latent or image is not finite stops the run with an error naming the stage.
 """
 
 from __future__ import annotations
@@ -21,14 +23,29 @@ from .flow.sampler import sample
 from .models.base import FlowModel
 from .patches.base import compose_patches
 from .plan import Plan, Stage
+from .checks import check_seed, check_type
 from .stage import StageEnv, StageResult
 
 __all__ = ["RunResult", "run_plan", "stage_seed", "stage_sigmas"]
 
 
+_M64 = 2**64 - 1
+
+
 def stage_seed(seed: int, stage: int) -> int:
-    """Independent, reproducible seed per stage."""
-    return (int(seed) * 1_000_003 + 7919 * stage) % (2**63 - 1)
+    """Independent, reproducible 64-bit seed per stage: splitmix64's finaliser (a bijection on 64-bit integers)
+    of seed + stage·φ·2⁶⁴, so two seeds never share a stage seed."""
+    z = (int(seed) + 0x9E3779B97F4A7C15 * (int(stage) + 1)) & _M64
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _M64
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _M64
+    return z ^ (z >> 31)
+
+
+def _check_finite(t: torch.Tensor | None, what: str, stage: int, stage_obj: Stage) -> None:
+    if t is not None and not bool(torch.isfinite(t).all()):
+        raise FloatingPointError(
+            f"stage {stage} ({stage_obj.name or 'unnamed'}, {stage_obj.size[1]}x{stage_obj.size[0]}) produced a "
+            f"non-finite {what}; lower the guidance or weights of that stage, or run it in float32")
 
 
 @dataclass
@@ -84,6 +101,13 @@ def run_plan(
     on_stage: Callable[[StageResult], Any] | None = None,
 ) -> RunResult:
     """Run every stage of `plan` for one prompt; returns per-stage results and the final image."""
+    check_type("model", model, FlowModel, "a hiresflow FlowModel (from load_model or wrap_pipeline)")
+    check_type("plan", plan, Plan, "a hiresflow Plan (from build_plan or Plan.from_dict)")
+    check_type("prompt", prompt, str, "a string")
+    check_type("negative_prompt", negative_prompt, str, "a string")
+    check_seed(seed)
+    if not plan.stages:
+        raise ValueError("the plan has no stages; build it with hiresflow.recipes.build_plan")
     for st in plan.stages:
         model.geometry.validate(*st.size)
     t_start = time.perf_counter()
@@ -133,8 +157,10 @@ def run_plan(
         desc = f"{plan.recipe} stage {s} {stage.size[1]}x{stage.size[0]}"
         out = sample(velocity_fn, x, sigmas, start=start, guides=guides, stage=s, generator=gen,
                      progress=desc if progress else False)
+        _check_finite(out.x, "latent", s, stage)
         image = model.decode(out.x) if (decode_all or s == len(plan.stages) - 1 or
                                         (s + 1 < len(plan.stages) and plan.stages[s + 1].init.space == "pixel")) else None
+        _check_finite(image, "image", s, stage)
         info["sigma_start"] = sigma0
         res = StageResult(index=s, size=stage.size, latent=out.x, image=image, trajectory=out.trajectory,
                           sigmas=sigmas, start=start, timings=out.timings,

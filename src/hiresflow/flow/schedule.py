@@ -29,10 +29,16 @@ __all__ = [
 ]
 
 
+MAX_STEPS = 10_000  # far beyond any published setting (1000-step DDPM grids included)
+
+
 def validate_steps(steps: int, what: str = "steps") -> int:
-    """Return `steps` if it is a positive int, else raise a one-line ValueError."""
+    """Return `steps` if it is a positive int of at most MAX_STEPS, else raise a one-line ValueError."""
     if isinstance(steps, bool) or not isinstance(steps, int) or steps <= 0:
         raise ValueError(f"{what} must be a positive integer, got {steps!r}; pass e.g. {what}=30")
+    if steps > MAX_STEPS:
+        raise ValueError(f"{what}={steps} is more than {MAX_STEPS} steps; sampling would run for days — "
+                         f"pass e.g. {what}=30")
     return steps
 
 

@@ -15,6 +15,7 @@ conditions every view on its own size).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -55,6 +56,21 @@ class MultiViewConfig(DenoiserConfig):
         check_weight("sigma", self.sigma)
         if self.view_batch < 1:
             raise ValueError(f"view_batch must be >= 1, got {self.view_batch}")
+
+    def call_sizes(self, model, latent_hw: tuple[int, int]) -> list[tuple[tuple[int, int], int, int]]:
+        """Per step: (latent size of a call, batch rows, number of calls) — the local views in batches of
+        `view_batch`, and the s² dilated sub-latents (hiresflow.resources)."""
+        g = model.geometry
+        native = min(g.native) // g.vae_scale
+        view = min(self.view_size or native, *latent_hw)
+        stride = min(self.stride or view // 2, view)
+        n_views = len(view_origins(latent_hw[0], view, stride)) * len(view_origins(latent_hw[1], view, stride))
+        out = [((view, view), min(self.view_batch, n_views), math.ceil(n_views / self.view_batch))]
+        s = max(1, round(max(latent_hw) / native))
+        if self.dilated and s > 1:
+            sub = (math.ceil(latent_hw[0] / s), math.ceil(latent_hw[1] / s))
+            out.append((sub, min(self.view_batch, s * s), math.ceil(s * s / self.view_batch)))
+        return out
 
     def build(self, env: StageEnv, call: VelocityFn) -> "MultiViewDenoiser":
         return MultiViewDenoiser(self, env, call)

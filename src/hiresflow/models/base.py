@@ -87,6 +87,17 @@ class VaeCodec:
         self.tile_above = tile_above
         self.factor = 2 ** (len(getattr(vae.config, "block_out_channels", (0, 0, 0, 0))) - 1)
 
+    def decode_bytes(self, height: int, width: int) -> int:
+        """Peak bytes of one decode at height×width px (≈ 8 float maps of the first decoder level; one tile when
+        tiling is on — hiresflow.resources)."""
+        cfg = self.vae.config
+        c0 = int(getattr(cfg, "block_out_channels", (128,))[0])
+        area = height * width
+        if self.tile_above is not None and max(height, width) > self.tile_above:
+            tile = int(getattr(self.vae, "tile_sample_min_size", 0) or getattr(cfg, "sample_size", 512) or 512)
+            area = min(area, tile * tile)
+        return 8 * area * c0 * 4
+
     def normalise(self, raw: torch.Tensor) -> torch.Tensor:
         """Raw VAE latents (posterior mode or sample) → the normalised latents the denoiser sees."""
         return (raw - self.shift) * self.scaling
@@ -198,6 +209,16 @@ class FlowModel(ABC):
     def duplicate_text(self, cond: Any, kh: int, kw: int, tile: tuple[int, int]) -> Any:
         """The conditioning with its text sequence repeated kh·kw times (I-Max text duplication)."""
         raise ValueError(f"text duplication is not defined for {self.family} models; switch it off")
+
+    # ------------------------------------------------------------ cost (hiresflow.resources)
+
+    def call_bytes(self, latent_hw: tuple[int, int], text_copies: int = 1) -> int:
+        """Peak activation bytes of one denoiser call on a latent of `latent_hw`."""
+        raise NotImplementedError
+
+    def call_flops(self, latent_hw: tuple[int, int], text_copies: int = 1) -> float:
+        """Floating-point operations of one velocity evaluation (all CFG branches) on a latent of `latent_hw`."""
+        raise NotImplementedError
 
     # ------------------------------------------------------------ training
 

@@ -34,6 +34,33 @@ class DiTFlowModel(FlowModel):
     def dtype(self) -> torch.dtype:
         return self.transformer.dtype
 
+    cfg_calls: int = 1  # velocity evaluations per step (2 for true CFG run as two calls)
+    cfg_batch: int = 1  # batch rows of one call (2 when cond and uncond share a call)
+    text_len: int = 512
+
+    def _dims(self) -> tuple[int, int, int]:
+        """(width D, transformer blocks L, parameters P) of the transformer."""
+        cfg = self.transformer.config
+        width = int(cfg.num_attention_heads) * int(cfg.attention_head_dim)
+        layers = int(cfg.num_layers) + int(getattr(cfg, "num_single_layers", 0) or 0)
+        params = sum(p.numel() for p in self.transformer.parameters())
+        return width, layers, params
+
+    def _tokens(self, latent_hw, text_copies) -> int:
+        p = self.geometry.patch
+        return (latent_hw[0] // p) * (latent_hw[1] // p) + self.text_len * text_copies
+
+    def call_bytes(self, latent_hw, text_copies=1) -> int:
+        """≈ 40 float activations per token and width (fitted on the embedded Flux model's peak RSS)."""
+        width, _, _ = self._dims()
+        return 40 * self._tokens(latent_hw, text_copies) * width * 4 * self.cfg_batch
+
+    def call_flops(self, latent_hw, text_copies=1) -> float:
+        """2·P·N (weights) + 4·L·N²·D (attention scores and values) per batch row and CFG call."""
+        width, layers, params = self._dims()
+        n = self._tokens(latent_hw, text_copies)
+        return float(2 * params * n + 4 * layers * n * n * width) * self.cfg_batch * self.cfg_calls
+
     def image_seq_len(self, size: tuple[int, int]) -> int:
         p = self.geometry.multiple
         return (size[0] // p) * (size[1] // p)

@@ -75,6 +75,8 @@ class FluxFlowModel(DiTFlowModel):
         self.guidance_kind = "embedded" if self.embedded_guidance else "cfg"
         self.default_guidance = 3.5 if self.embedded_guidance else 1.0
         self.max_sequence_length = max_sequence_length or min(512, int(pipe.tokenizer_2.model_max_length))
+        self.text_len = self.max_sequence_length
+        self.cfg_calls = 1 if self.embedded_guidance else 2
 
     @torch.no_grad()
     def _encode(self, prompt: str) -> FluxCond:

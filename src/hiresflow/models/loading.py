@@ -9,13 +9,14 @@ A folder may hold `hiresflow.json` with {"native_size": N} to state the resoluti
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import torch
 
 from .base import FlowModel
 
-__all__ = ["load_model", "load_pipeline", "wrap_pipeline", "EMBEDDED_DIR", "MODEL_NAMES"]
+__all__ = ["load_model", "load_pipeline", "wrap_pipeline", "check_device", "check_card", "EMBEDDED_DIR", "MODEL_NAMES"]
 
 EMBEDDED_DIR = Path(__file__).resolve().parent.parent / "embedded"
 EMBEDDED = {"tiny-flux": "tiny-flux", "tiny-sd": "tiny-sd"}
@@ -31,9 +32,35 @@ def read_model_card(folder: Path) -> dict:
         return {}
     try:
         card = json.loads(meta.read_text())
-    except json.JSONDecodeError as err:
-        raise ValueError(f"{meta} is not valid JSON ({err.msg}); fix or delete it") from None
-    return card if isinstance(card, dict) else {}
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ValueError(f"{meta} is not valid JSON ({err}); fix or delete it") from None
+    if not isinstance(card, dict):
+        raise ValueError(f"{meta} must hold a JSON object such as {{\"native_size\": 1024}}; fix or delete it")
+    return check_card(card, meta)
+
+
+def check_card(card: dict, where: str | Path = "hiresflow.json") -> dict:
+    """Validate a model card's values; a bad one names the file and the field."""
+
+    def bad(field: str, what: str):
+        raise ValueError(f"{where}: field {field!r} must be {what}, got {card[field]!r}; fix or delete it")
+
+    def is_int(v):
+        return isinstance(v, int) and not isinstance(v, bool)
+
+    if card.get("native_size") is not None:
+        v = card["native_size"]
+        if not (is_int(v) and v > 0) and not (isinstance(v, list) and len(v) == 2 and all(is_int(x) and x > 0 for x in v)):
+            bad("native_size", "a positive integer (pixels per side) or [height, width]")
+    if card.get("guidance") is not None:
+        v = card["guidance"]
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
+            bad("guidance", "a finite number >= 0")
+    if card.get("steps") is not None:
+        v = card["steps"]
+        if not (is_int(v) and 0 < v <= 10_000):
+            bad("steps", "a positive integer (at most 10000)")
+    return card
 
 
 WEIGHT_SUFFIXES = (".safetensors", ".bin")
@@ -75,12 +102,14 @@ def wrap_pipeline(pipe, name: str = "model", native: int | None = None, card: di
         raise ValueError(f"unsupported pipeline {type(pipe).__name__} for {name!r}; hiresflow supports Flux, SD3, "
                          f"SD 1.x/2.x and SDXL")
     model = adapters[0](pipe, name=name)
-    card = card or {}
+    card = check_card(card or {}, "model card")
     native = native or card.get("native_size")
     if native:
         from dataclasses import replace
 
-        model.geometry = replace(model.geometry, native=(int(native), int(native)))
+        hw = (int(native[0]), int(native[1])) if isinstance(native, (list, tuple)) else (int(native), int(native))
+        model.geometry.validate(*hw)
+        model.geometry = replace(model.geometry, native=hw)
     if card.get("guidance") is not None:
         model.default_guidance = float(card["guidance"])
     if card.get("steps") is not None:
@@ -121,11 +150,36 @@ def load_pipeline(name_or_path: str, dtype: torch.dtype | None = None):
     return pipe, read_model_card(path) if path.is_dir() else {}
 
 
+def check_device(device) -> str:
+    """The device to run on (default: CUDA when available, else CPU), checked before anything is loaded."""
+    if device is None:
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ValueError(f"unknown device {device!r}; use cpu, cuda, cuda:N or mps") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"--device {device}: no CUDA GPU is available to this torch ({torch.__version__}); "
+                         f"use --device cpu, or install a CUDA build of torch")
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise ValueError(f"--device {device}: only {torch.cuda.device_count()} CUDA device(s) present")
+    if dev.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise ValueError(f"--device {device}: MPS is not available here; use --device cpu")
+    if dev.type not in ("cpu", "cuda", "mps"):
+        raise ValueError(f"unsupported device {device!r}; use cpu, cuda, cuda:N or mps")
+    return str(dev)
+
+
 def load_model(name_or_path: str, device: str | torch.device | None = None,
                dtype: torch.dtype | None = None) -> FlowModel:
     """Load and wrap; device defaults to CUDA when available. On the CPU weights are loaded in float32 unless
     `dtype` says otherwise (half-precision matmuls on a CPU are many times slower)."""
-    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    if not isinstance(name_or_path, (str, Path)):
+        raise TypeError(f"model must be a name, folder or hub id (str), got {type(name_or_path).__name__}")
+    name_or_path = str(name_or_path)
+    device = check_device(device)
+    if dtype is not None and not isinstance(dtype, torch.dtype):
+        raise TypeError(f"dtype must be a torch.dtype such as torch.float16, got {dtype!r}")
     if dtype is None and torch.device(device).type == "cpu":
         dtype = torch.float32
     pipe, card = load_pipeline(name_or_path, dtype)

@@ -63,6 +63,37 @@ class SDFlowModel(FlowModel):
         name = type(pipe).__name__
         return name.startswith("StableDiffusion") and not name.startswith("StableDiffusion3") and hasattr(pipe, "unet")
 
+    def _levels(self) -> list[tuple[int, int, int]]:
+        """Per resolution level: (channels, parameters of its blocks, attention transformer blocks)."""
+        if not hasattr(self, "_level_cache"):
+            unet = self.unet
+            n = len(unet.down_blocks)
+            out = []
+            for lvl in range(n):
+                blocks = [unet.down_blocks[lvl], unet.up_blocks[n - 1 - lvl]]
+                if lvl == n - 1:
+                    blocks.append(unet.mid_block)
+                params = sum(p.numel() for b in blocks for p in b.parameters())
+                attn = sum(1 for b in blocks for m in b.modules() if type(m).__name__ == "BasicTransformerBlock")
+                out.append((int(unet.config.block_out_channels[lvl]), params, attn))
+            self._level_cache = out
+        return self._level_cache
+
+    def call_bytes(self, latent_hw, text_copies=1) -> int:
+        """≈ 48 float maps of the first level's width per batch row (fitted on the embedded U-Net's peak RSS);
+        cond and uncond share one call (batch 2)."""
+        c0 = int(self.unet.config.block_out_channels[0])
+        return 48 * latent_hw[0] * latent_hw[1] * c0 * 4 * 2
+
+    def call_flops(self, latent_hw, text_copies=1) -> float:
+        """Per level l (pixels h·w/4^l): 2·params_l·pixels_l for the convolutions and projections, plus
+        4·pixels_l²·C_l per self-attention block; ×2 for the batched CFG branches."""
+        total = 0.0
+        for lvl, (ch, params, attn) in enumerate(self._levels()):
+            px = (latent_hw[0] >> lvl) * (latent_hw[1] >> lvl)
+            total += 2.0 * params * px + 4.0 * attn * px * px * ch
+        return 2 * total
+
     @property
     def denoiser(self) -> torch.nn.Module:
         return self.unet

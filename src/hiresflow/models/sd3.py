@@ -46,6 +46,8 @@ class SD3FlowModel(DiTFlowModel):
         tok3 = getattr(pipe, "tokenizer_3", None)
         self.max_sequence_length = min(max_sequence_length, int(tok3.model_max_length)) if tok3 is not None \
             else max_sequence_length
+        self.text_len = self.max_sequence_length + 77  # T5 tokens joined to the CLIP tokens
+        self.cfg_batch = 2
 
     @classmethod
     def handles(cls, pipe) -> bool:
