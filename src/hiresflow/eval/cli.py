@@ -30,7 +30,7 @@ def bench(
     quiet: bool = typer.Option(False, "--quiet", help="no progress bars"),
 ):
     """Generate (resumable), evaluate against ground truth, and write OUT/results.md, results.json, grids, plot."""
-    from .bench import run_bench
+    from .driver import run_bench
     from .spec import load_spec
 
     if no_eval and eval_only:
@@ -51,9 +51,7 @@ def bench(
     log = (lambda msg: None) if quiet else (lambda msg: typer.echo(msg, err=True))
     results = run_bench(parsed, out, device=device, progress=not quiet, generate=not eval_only,
                         evaluate=not no_eval, log=log)
-    failures = dict(results.get("generation", {}).get("errors", {}))
-    failures.update({f"{g['model']}/{g['tag']}/{g['label']}": g["error"] for g in results.get("groups", [])
-                     if g.get("error")})
+    failures = results.failures()
     if not no_eval:
         typer.echo(f"wrote {out / 'results.md'} and {out / 'results.json'}")
     if failures:
