@@ -61,10 +61,11 @@ def test_bench_writes_tables_grids_and_plot(bench_run):
     md = (out / "results.md").read_text()
     for part in ("Table 1", "Table 2", "Table 3", "| 128² | direct | 4 / 16 |", "n/c", "ground truth", "Per seed set (0 / 1)"):
         assert part in md
-    for f in ("grids/random-tiny-flux-x2.png", "grids/random-tiny-flux-x2-detail.png",
+    for f in ("grids/random-tiny-flux-x2.webp", "grids/random-tiny-flux-x2-detail.webp",
               "latency-random-tiny-flux.png", "reference/128x128/p000-s0.png",
               "images/random-tiny-flux/x2/sdedit/p001-s0-native.png"):
         assert (out / f).is_file(), f
+    assert "](grids/random-tiny-flux-x2.webp)" in md and "](grids/random-tiny-flux-x2-detail.webp)" in md
 
 
 def test_bench_resumes_without_regenerating(bench_run, monkeypatch):

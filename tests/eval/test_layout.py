@@ -72,7 +72,8 @@ def test_layout_paths(tmp_path):
     assert lay.reference_png((256, 128), "p001-s3") == tmp_path / "reference" / "256x128" / "p001-s3.png"
     assert lay.inception_cache == tmp_path / "cache" / "inception"
     assert lay.latency_link("tiny-flux") == "latency-tiny-flux.png"
-    assert lay.grid_path("tiny-flux", "x4", detail=True).parent == tmp_path / "grids"
+    assert lay.grid_path("tiny-flux", "x4", detail=True) == tmp_path / "grids" / "tiny-flux-x4-detail.webp"
+    assert lay.grid_link("tiny-flux", "x4") == "grids/tiny-flux-x4.webp"  # what a report writes
     (tmp_path / "grids").mkdir()
     (tmp_path / "grids" / "tiny-flux-x4.png").write_bytes(b"")
     assert lay.grid_link("tiny-flux", "x4") == "grids/tiny-flux-x4.png"  # an existing grid keeps its link

@@ -7,14 +7,14 @@ Layout of DIR (`hiresflow bench SPEC --out DIR`):
                                  <stem>-native.png, <stem>.json   native-stage image; metadata + "bench" timings
     reference/<W>x<H>/<stem>.png                ground-truth renders of the world scenes at the target size
     cache/inception/                            Inception features by image hash (references are computed once)
-    grids/<model>-<tag>[-detail].png            comparison grids
+    grids/<model>-<tag>[-detail].webp           comparison grids (WebP, quality 90; older benches: .png)
     latency-<model>.png                         time vs resolution
     results.json, results.md                    tables shaped like HiFlow Tables 1–3
 
 <model> and <label> are `slug`ged. The per-image names (<stem>.png, <stem>-native.png, <stem>.json) are those
-`hiresflow.output.save_run` writes. Per-image files and references are outputs that a rerun regenerates: an
-image counts as done only when its PNG and its JSON with the "bench" record (written last) exist (`is_done`),
-so a missing file just means "compute again".
+`hiresflow.output.save_run` writes. Per-image files and references are outputs that a rerun regenerates (the
+repository keeps only spec.json, results.*, grids and plots): an image counts as done only when its PNG and its
+JSON with the "bench" record (written last) exist (`is_done`), so a missing file just means "compute again".
 
 results.json is a `BenchResults`: run information, one `GroupResult` per model × resolution × recipe label
 (metric Scores, per-seed-set Scores, `GroupTiming`, per-image records) and one `ReferenceResult` per
@@ -37,7 +37,7 @@ __all__ = ["BenchItem", "bench_items", "item_stem", "image_png", "native_png", "
            "write_json", "GRID_SUFFIXES"]
 
 #: grid file suffixes, the one new grids are written with first; links point to whichever exists
-GRID_SUFFIXES = (".png",)
+GRID_SUFFIXES = (".webp", ".png")
 
 
 # ------------------------------------------------------------------ per-image files
