@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import pytest
 from typer.testing import CliRunner
@@ -60,10 +61,11 @@ def test_bench_writes_tables_grids_and_plot(bench_run):
     md = (out / "results.md").read_text()
     for part in ("Table 1", "Table 2", "Table 3", "| 128² | direct | 4 / 16 |", "n/c", "ground truth", "Per seed set (0 / 1)"):
         assert part in md
-    for f in ("grids/random-tiny-flux-x2.png", "grids/random-tiny-flux-x2-detail.png",
+    for f in ("grids/random-tiny-flux-x2.webp", "grids/random-tiny-flux-x2-detail.webp",
               "latency-random-tiny-flux.png", "reference/128x128/p000-s0.png",
               "images/random-tiny-flux/x2/sdedit/p001-s0-native.png"):
         assert (out / f).is_file(), f
+    assert "](grids/random-tiny-flux-x2.webp)" in md and "](grids/random-tiny-flux-x2-detail.webp)" in md
 
 
 def test_bench_resumes_without_regenerating(bench_run, monkeypatch):
@@ -94,6 +96,46 @@ def test_an_interrupted_image_is_redone(bench_run, tmp_path):
     (tmp_path / "p000-s0.json").write_text(json.dumps(meta))
     (tmp_path / "p000-s0.png").write_bytes((folder / "p000-s0.png").read_bytes())
     assert not is_done(tmp_path, "p000-s0")  # PNG without the bench record: generated again
+
+
+def test_absent_per_image_files_are_generated_again(bench_run, tmp_path):
+    """Per-image files are not kept in git: a bench folder without them is simply computed again."""
+    spec, out = bench_run
+    copy = tmp_path / "out"
+    shutil.copytree(out, copy)
+    before = json.loads((copy / "results.json").read_text())
+    shutil.rmtree(copy / "images" / "random-tiny-flux" / "x2" / "sdedit")
+    shutil.rmtree(copy / "reference")
+    res = CliRunner().invoke(app, ["bench", str(spec), "--out", str(copy), "--quiet", "--device", "cpu"])
+    assert res.exit_code == 0, res.output
+    after = json.loads((copy / "results.json").read_text())
+    assert after["generation"]["generated"] == 4 and after["generation"]["skipped"] == 4
+    assert (copy / "images/random-tiny-flux/x2/sdedit/p001-s0-native.png").is_file()
+    assert (copy / "reference/128x128/p000-s0.png").is_file()
+    for b, a in zip(before["groups"], after["groups"]):
+        assert a["metrics"] == b["metrics"]  # the same seeds give the same images, hence the same scores
+
+
+def test_report_only_rewrites_the_report_from_results_json(bench_run, tmp_path):
+    spec, out = bench_run
+    md = (out / "results.md").read_text()
+    res = CliRunner().invoke(app, ["bench", str(spec), "--out", str(out), "--report-only", "--quiet"])
+    assert res.exit_code == 0, res.output
+    assert (out / "results.md").read_text() == md and "not redrawn" not in res.output
+    bare = tmp_path / "bare"  # results.json without the per-image files
+    bare.mkdir()
+    shutil.copy(out / "results.json", bare / "results.json")
+    res = CliRunner().invoke(app, ["bench", str(spec), "--out", str(bare), "--report-only", "--quiet"])
+    assert res.exit_code == 0, res.output
+    assert (bare / "results.md").read_text() == md
+    assert (bare / "latency-random-tiny-flux.png").is_file() and not (bare / "images").exists()
+    notes = [line for line in res.output.splitlines() if "not redrawn" in line]
+    assert len(notes) == 1 and "per-image files are absent" in notes[0]
+    assert (bare / "results.json").read_bytes() == (out / "results.json").read_bytes()
+    res = CliRunner().invoke(app, ["bench", str(spec), "--out", str(tmp_path / "none"), "--report-only"])
+    assert res.exit_code == 2 and "results.json not found" in res.output
+    res = CliRunner().invoke(app, ["bench", str(spec), "--out", str(bare), "--report-only", "--eval-only"])
+    assert res.exit_code == 2 and "exclude each other" in res.output
 
 
 def test_spec_validation_errors(tmp_path):

@@ -10,8 +10,11 @@ Metrics (each module's docstring gives formulas, sources and protocol):
 - `image_metrics`: PSNR, SSIM (Gaussian 11, σ 1.5), structure consistency, high-frequency energy ratio;
 - `evaluate.evaluate_set`: all of them for one set of images.
 
-Benchmark: `spec` (YAML), `bench.run_bench` (resumable generation + evaluation + timing), `report` (HiFlow-style
-tables, grids, latency plot), `cli.app` (`hiresflow bench SPEC --out DIR`).
+Metric registry: `metrics` (every metric declared once: key, header, direction, format, tables, compute).
+
+Benchmark: `spec` (YAML), `layout` (the bench folder and the typed results.json), `bench` (resumable generation
++ evaluation + timing), `report` (HiFlow-style tables, grids, latency plot), `driver.run_bench` /
+`driver.report_bench`, `cli.app` (`hiresflow bench SPEC --out DIR [--report-only]`).
 """
 
 from .evaluate import METRICS, EvalTools, evaluate_set
@@ -31,7 +34,7 @@ __all__ = [
 
 
 def run_bench(*args, **kwargs):
-    """`hiresflow.eval.bench.run_bench` (imported lazily: it pulls in the models)."""
-    from .bench import run_bench as _run
+    """`hiresflow.eval.driver.run_bench` (imported lazily: it pulls in the models)."""
+    from .driver import run_bench as _run
 
     return _run(*args, **kwargs)

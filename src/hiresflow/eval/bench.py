@@ -1,15 +1,7 @@
-"""`hiresflow bench SPEC --out DIR`: generate, evaluate and report a models × recipes × sizes × prompts grid.
+"""Generation and evaluation of a bench: models × recipes × sizes × prompts (`hiresflow bench SPEC --out DIR`).
 
-Layout of DIR:
-
-    spec.json                                   the resolved spec
-    images/<model>/<tag>/<label>/<stem>.png     final image   (stem = p<prompt>-s<seed>, tag = x<scale> or WxH)
-                                 <stem>-native.png, <stem>.json   native-stage image; metadata + "bench" timings
-    reference/<W>x<H>/<stem>.png                ground-truth renders of the world scenes at the target size
-    cache/inception/                            Inception features by image hash (references are computed once)
-    grids/<model>-<tag>[-detail].png            comparison grids
-    latency-<model>.png                         time vs resolution
-    results.json, results.md                    tables shaped like HiFlow Tables 1–3
+Where everything goes in DIR, and the typed results, are `layout`'s; the tables and pictures are `report`'s;
+`driver.run_bench` drives the three.
 
 Resumable: an image whose PNG and JSON (with its "bench" record, written last) exist is not generated again;
 evaluation always reads the saved 8-bit PNGs, so a resumed run reports what a fresh run would.
@@ -29,50 +21,22 @@ import platform
 import statistics
 import time
 import traceback
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image
 
-from .spec import BenchSpec, PromptItem, RecipeEntry, slug
+from .layout import (BenchItem, BenchLayout, BenchResults, GroupResult, GroupTiming, ReferenceResult, StageTiming,
+                     bench_items, image_png, is_done, meta_json, native_png, write_json)
+from .spec import BenchSpec, RecipeEntry
 
 try:  # Unix only
     import resource
 except ImportError:  # pragma: no cover
     resource = None  # type: ignore[assignment]
 
-__all__ = ["BenchItem", "run_bench", "generate_all", "evaluate_all", "is_done", "machine_info"]
-
-
-@dataclass(frozen=True)
-class BenchItem:
-    prompt: PromptItem
-    seed: int
-
-    @property
-    def stem(self) -> str:
-        return f"p{self.prompt.index:03d}-s{self.seed}"
-
-
-def bench_items(spec: BenchSpec) -> list[BenchItem]:
-    return [BenchItem(p, s) for p in spec.prompts for s in spec.seeds]
-
-
-def group_dir(out: Path, model: str, tag: str, label: str) -> Path:
-    return out / "images" / slug(model) / tag / slug(label)
-
-
-def is_done(folder: Path, stem: str) -> bool:
-    """Final PNG present and the JSON sidecar carries the bench record (written last)."""
-    png, js = folder / f"{stem}.png", folder / f"{stem}.json"
-    if not (png.is_file() and js.is_file()):
-        return False
-    try:
-        return "bench" in json.loads(js.read_text())
-    except (OSError, json.JSONDecodeError):
-        return False
+__all__ = ["BenchItem", "generate_all", "evaluate_all", "is_done", "machine_info", "bench_results"]
 
 
 # ------------------------------------------------------------------ memory
@@ -111,12 +75,6 @@ class PeakMemory:
 # ------------------------------------------------------------------ generation
 
 
-def _write_json(path: Path, data: dict) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=2, default=str))
-    os.replace(tmp, path)
-
-
 def _timing_record(result) -> dict:
     return {
         "seconds": result.seconds,
@@ -140,15 +98,15 @@ def generate_item(model, plan, item: BenchItem, folder: Path, repeats: int, memo
         if r == 0:
             save_run(res, model, item.prompt.prompt, item.seed, folder, item.stem)
         del res
-    js = folder / f"{item.stem}.json"
+    js = meta_json(folder, item.stem)
     meta = json.loads(js.read_text())
     meta["bench"] = {"repeats": runs, "memory_kind": memory.kind, "prompt_index": item.prompt.index,
                      "scene": item.prompt.scene}
-    _write_json(js, meta)
+    write_json(js, meta)
     return meta
 
 
-def generate_all(spec: BenchSpec, out: Path, device: str | None = None, progress: bool = True,
+def generate_all(spec: BenchSpec, out: Path | BenchLayout, device: str | None = None, progress: bool = True,
                  log=print) -> dict:
     """Generate every missing image; returns counts and per-group errors (a failing group does not stop the rest)."""
     from tqdm.auto import tqdm
@@ -156,12 +114,13 @@ def generate_all(spec: BenchSpec, out: Path, device: str | None = None, progress
     from ..models.loading import load_model
     from ..recipes import build_plan
 
+    layout = out if isinstance(out, BenchLayout) else BenchLayout(out)
     items = bench_items(spec)
     todo: list[tuple[str, str, float | None, tuple | None, RecipeEntry, list[BenchItem]]] = []
     for model_name in spec.models:
         for tag, scale, size in spec.targets():
             for entry in spec.recipes:
-                folder = group_dir(out, model_name, tag, entry.label)
+                folder = layout.group_dir(model_name, tag, entry.label)
                 missing = [it for it in items if not is_done(folder, it.stem)]
                 if missing:
                     todo.append((model_name, tag, scale, size, entry, missing))
@@ -181,7 +140,7 @@ def generate_all(spec: BenchSpec, out: Path, device: str | None = None, progress
             model = models[model_name]
             memory = PeakMemory(model.device)
             plan = build_plan(entry.recipe, model, scale=scale, size=size, **entry.params(spec.common))
-            folder = group_dir(out, model_name, tag, entry.label)
+            folder = layout.group_dir(model_name, tag, entry.label)
             folder.mkdir(parents=True, exist_ok=True)
             for _ in range(spec.timing.warmup):
                 from ..runner import run_plan
@@ -218,17 +177,18 @@ def _save_png(path: Path, arr: np.ndarray) -> None:
     os.replace(tmp, path)
 
 
-def reference_images(spec: BenchSpec, items: list[BenchItem], out: Path, size: tuple[int, int]) -> list[np.ndarray] | None:
+def reference_images(spec: BenchSpec, items: list[BenchItem], out: Path | BenchLayout,
+                     size: tuple[int, int]) -> list[np.ndarray] | None:
     """Ground-truth renders at `size` = (H, W) for world prompts (cached as PNGs), None for listed prompts."""
     if any(it.prompt.scene is None for it in items):
         return None
     from ..world import render
 
+    layout = out if isinstance(out, BenchLayout) else BenchLayout(out)
     h, w = size
-    folder = out / "reference" / f"{w}x{h}"
     refs = []
     for it in items:
-        f = folder / f"{it.stem}.png"
+        f = layout.reference_png((w, h), it.stem)
         if f.is_file():
             refs.append(_load_png(f))
             continue
@@ -239,7 +199,7 @@ def reference_images(spec: BenchSpec, items: list[BenchItem], out: Path, size: t
     return refs
 
 
-def timing_summary(metas: list[dict]) -> dict:
+def timing_summary(metas: list[dict]) -> GroupTiming:
     """Median over images of each image's median over repeats; max peak memory."""
     per_item = []
     for m in metas:
@@ -257,16 +217,14 @@ def timing_summary(metas: list[dict]) -> dict:
     med = lambda key: statistics.median(p[key] for p in per_item)  # noqa: E731
     total, model_s, guides = med("seconds"), med("model"), med("guides")
     n_st = len(per_item[0]["stages"])
-    return {
-        "seconds": total, "model_seconds": model_s, "guide_seconds": guides,
-        "other_seconds": max(total - model_s - guides, 0.0),
-        "guide_overhead": guides / model_s if model_s > 0 else None,
-        "stages": [{"size": per_item[0]["stage_sizes"][k],
-                    "seconds": statistics.median(p["stages"][k] for p in per_item)} for k in range(n_st)],
-        "peak_memory_bytes": max(p["peak"] for p in per_item),
-        "memory_kind": metas[0]["bench"].get("memory_kind", ""),
-        "n_images": len(per_item), "n_runs": sum(p["runs"] for p in per_item),
-    }
+    return GroupTiming(
+        seconds=total, model_seconds=model_s, guide_seconds=guides, other_seconds=max(total - model_s - guides, 0.0),
+        guide_overhead=guides / model_s if model_s > 0 else None,
+        stages=[StageTiming(per_item[0]["stage_sizes"][k], statistics.median(p["stages"][k] for p in per_item))
+                for k in range(n_st)],
+        peak_memory_bytes=max(p["peak"] for p in per_item), memory_kind=metas[0]["bench"].get("memory_kind", ""),
+        n_images=len(per_item), n_runs=sum(p["runs"] for p in per_item),
+    )
 
 
 def _scores_by_seed(spec: BenchSpec, items, gen, prompts, tools, nat_size, refs, natives, anchors) -> dict:
@@ -282,72 +240,73 @@ def _scores_by_seed(spec: BenchSpec, items, gen, prompts, tools, nat_size, refs,
         pick = lambda seq: None if seq is None else [seq[i] for i in idx]  # noqa: E731
         scores, _ = evaluate_set(pick(gen), pick(prompts), tools, spec.metrics, nat_size, references=pick(refs),
                                  natives=pick(natives), anchors=anchors[idx])
-        out[str(seed)] = {k: v.to_dict() for k, v in scores.items()}
+        out[str(seed)] = scores
     return out
 
 
-def evaluate_all(spec: BenchSpec, out: Path, device: str | None = None, progress: bool = True,
+def evaluate_all(spec: BenchSpec, out: Path | BenchLayout, device: str | None = None, progress: bool = True,
                  log=print) -> dict:
-    """Evaluate every generated group; returns {"tools", "groups", "references", "seconds"}."""
+    """Evaluate every generated group; returns {"tools", "groups" (GroupResult), "references" (ReferenceResult),
+    "seconds", "inception_passes"}."""
     from tqdm.auto import tqdm
 
     from .evaluate import EvalTools, evaluate_set
     from .patches import crop_anchors
     from .world_metrics import world_scores
 
+    layout = out if isinstance(out, BenchLayout) else BenchLayout(out)
     t0 = time.perf_counter()
     dev = device or spec.device
-    tools = EvalTools.load(spec.metrics, dev, cache_dir=out / "cache" / "inception")
+    tools = EvalTools.load(spec.metrics, dev, cache_dir=layout.inception_cache)
     items = bench_items(spec)
     prompts = [it.prompt.prompt for it in items]
-    groups, references = [], []
+    groups: list[GroupResult] = []
+    references: list[ReferenceResult] = []
     jobs = [(m, t, e) for m in spec.models for t in spec.targets() for e in spec.recipes]
     bar = tqdm(jobs, desc="evaluate", disable=not progress)
     ref_cache: dict[tuple[int, int], tuple[list | None, dict | None]] = {}
     for model_name, (tag, scale, size_req), entry in bar:
         bar.set_postfix_str(f"{entry.label} {tag}", refresh=False)
-        folder = group_dir(out, model_name, tag, entry.label)
-        base = {"model": model_name, "label": entry.label, "recipe": entry.recipe, "set": entry.set, "tag": tag,
-                "scale": scale}
+        folder = layout.group_dir(model_name, tag, entry.label)
+        base = dict(model=model_name, label=entry.label, recipe=entry.recipe, set=entry.set, tag=tag, scale=scale)
         if not all(is_done(folder, it.stem) for it in items):
-            groups.append({**base, "error": "images missing (generation failed or incomplete)"})
+            groups.append(GroupResult(**base, error="images missing (generation failed or incomplete)"))
             continue
-        metas = [json.loads((folder / f"{it.stem}.json").read_text()) for it in items]
-        gen = [_load_png(folder / f"{it.stem}.png") for it in items]
+        metas = [json.loads(meta_json(folder, it.stem).read_text()) for it in items]
+        gen = [_load_png(image_png(folder, it.stem)) for it in items]
         h, w = gen[0].shape[:2]
         nat_size = tuple(int(v) for v in metas[0]["model"]["native_size"])  # (H, W) as stored by describe()
         native_imgs = []
         for it, m in zip(items, metas):
-            f = folder / f"{it.stem}-native.png"
+            f = native_png(folder, it.stem)
             first = m["stages"][0]["size"]  # [w, h]
             native_imgs.append(_load_png(f) if f.is_file() and first[1] < h else None)
         if (h, w) not in ref_cache:
-            refs = reference_images(spec, items, out, (h, w))
+            refs = reference_images(spec, items, layout, (h, w))
             ref_world = None
             if refs is not None and spec.metrics.world:
-                ws, _ = world_scores(refs, prompts)
-                ref_world = {k: v.to_dict() for k, v in ws.items()}
+                ref_world, _ = world_scores(refs, prompts)
             ref_cache[(h, w)] = (refs, ref_world)
         refs, ref_world = ref_cache[(h, w)]
-        if ref_world is not None and not any(r["model"] == model_name and r["size"] == [w, h] for r in references):
-            references.append({"model": model_name, "tag": tag, "size": [w, h], "metrics": ref_world})
+        if ref_world is not None and not any(r.model == model_name and r.size == [w, h] for r in references):
+            references.append(ReferenceResult(model_name, tag, [w, h], ref_world))
         anchors = crop_anchors(len(items), (h, w), nat_size, spec.metrics.patches, spec.metrics.patch_seed)
         try:
             scores, per_image = evaluate_set(gen, prompts, tools, spec.metrics, nat_size, references=refs,
                                              natives=native_imgs, anchors=anchors, progress=progress)
         except Exception as err:  # noqa: BLE001
-            groups.append({**base, "size": [w, h], "error": f"evaluation failed: {type(err).__name__}: {err}"})
+            groups.append(GroupResult(**base, size=[w, h],
+                                      error=f"evaluation failed: {type(err).__name__}: {err}"))
             log(f"evaluation of {model_name}/{tag}/{entry.label} failed: {err}")
             continue
         for rec, it in zip(per_image, items):
             rec["stem"] = it.stem
         by_seed = _scores_by_seed(spec, items, gen, prompts, tools, nat_size, refs, native_imgs, anchors)
-        groups.append({
-            **base, "size": [w, h], "native": [nat_size[1], nat_size[0]], "params": metas[0]["plan"].get("params"),
-            "n_images": len(items), "n_crops": int(anchors.shape[0] * anchors.shape[1]),
-            "metrics": {k: v.to_dict() for k, v in scores.items()},
-            "timing": timing_summary(metas), "per_image": per_image, "by_seed": by_seed, "error": None,
-        })
+        groups.append(GroupResult(
+            **base, size=[w, h], native=[nat_size[1], nat_size[0]], params=metas[0]["plan"].get("params"),
+            n_images=len(items), n_crops=int(anchors.shape[0] * anchors.shape[1]), metrics=scores,
+            timing=timing_summary(metas), per_image=per_image, by_seed=by_seed, error=None,
+        ))
     bar.close()
     return {"tools": tools.describe(), "groups": groups, "references": references,
             "seconds": time.perf_counter() - t0,
@@ -374,19 +333,19 @@ def machine_info(device: str | None = None) -> dict:
     return info
 
 
-def run_bench(spec: BenchSpec, out: str | Path, device: str | None = None, progress: bool = True,
-              generate: bool = True, evaluate: bool = True, log=print) -> dict:
-    """Generate (resumable), evaluate and write DIR/results.{md,json}, grids and the latency plot."""
+def bench_results(spec: BenchSpec, out: Path | BenchLayout, device: str | None = None, progress: bool = True,
+                  generate: bool = True, evaluate: bool = True, log=print) -> BenchResults:
+    """Write DIR/spec.json, generate what is missing (resumable) and evaluate; the results, not yet reported."""
     from ..output import versions
-    from .report import write_reports
 
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    _write_json(out / "spec.json", spec.to_dict())
-    gen_info = generate_all(spec, out, device, progress, log) if generate else {"skipped_stage": True, "errors": {}}
-    results: dict = {"spec": spec.to_dict(), "machine": machine_info(device or spec.device), "versions": versions(),
-                     "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "generation": gen_info}
+    layout = out if isinstance(out, BenchLayout) else BenchLayout(out)
+    layout.root.mkdir(parents=True, exist_ok=True)
+    write_json(layout.spec_json, spec.to_dict())
+    gen_info = generate_all(spec, layout, device, progress, log) if generate else {"skipped_stage": True, "errors": {}}
+    results = BenchResults(spec=spec.to_dict(), machine=machine_info(device or spec.device), versions=versions(),
+                           date=time.strftime("%Y-%m-%d %H:%M:%S %Z"), generation=gen_info)
     if evaluate:
-        results.update(evaluate_all(spec, out, device, progress, log))
-        write_reports(results, spec, out)
+        ev = evaluate_all(spec, layout, device, progress, log)
+        results.tools, results.groups, results.references = ev["tools"], ev["groups"], ev["references"]
+        results.seconds, results.inception_passes = ev["seconds"], ev["inception_passes"]
     return results

@@ -27,14 +27,17 @@ def bench(
     threads: Optional[int] = typer.Option(None, "--threads", help="torch intra-op threads (default: torch's)"),
     no_eval: bool = typer.Option(False, "--no-eval", help="only generate"),
     eval_only: bool = typer.Option(False, "--eval-only", help="only evaluate and report what is already generated"),
+    report_only: bool = typer.Option(False, "--report-only",
+                                     help="only rewrite results.md, plot and grids from OUT/results.json (no "
+                                          "generation, no evaluation; grids need the per-image files)"),
     quiet: bool = typer.Option(False, "--quiet", help="no progress bars"),
 ):
     """Generate (resumable), evaluate against ground truth, and write OUT/results.md, results.json, grids, plot."""
-    from .bench import run_bench
+    from .driver import report_bench, run_bench
     from .spec import load_spec
 
-    if no_eval and eval_only:
-        typer.echo("error: --no-eval and --eval-only exclude each other", err=True)
+    if sum((no_eval, eval_only, report_only)) > 1:
+        typer.echo("error: --no-eval, --eval-only and --report-only exclude each other", err=True)
         raise typer.Exit(code=2)
     if threads is not None:
         if threads < 1:
@@ -49,11 +52,17 @@ def bench(
         typer.echo(f"error: {err}", err=True)
         raise typer.Exit(code=2)
     log = (lambda msg: None) if quiet else (lambda msg: typer.echo(msg, err=True))
+    if report_only:
+        try:
+            report_bench(parsed, out, log=lambda msg: typer.echo(msg, err=True))
+        except (FileNotFoundError, ValueError) as err:
+            typer.echo(f"error: {err}", err=True)
+            raise typer.Exit(code=2)
+        typer.echo(f"wrote {out / 'results.md'} from {out / 'results.json'}")
+        return
     results = run_bench(parsed, out, device=device, progress=not quiet, generate=not eval_only,
                         evaluate=not no_eval, log=log)
-    failures = dict(results.get("generation", {}).get("errors", {}))
-    failures.update({f"{g['model']}/{g['tag']}/{g['label']}": g["error"] for g in results.get("groups", [])
-                     if g.get("error")})
+    failures = results.failures()
     if not no_eval:
         typer.echo(f"wrote {out / 'results.md'} and {out / 'results.json'}")
     if failures:

@@ -1,5 +1,7 @@
-"""Benchmark reports: results.json, results.md (tables shaped like HiFlow Tables 1–3), grids and a latency plot.
+"""Benchmark reports: results.md (tables shaped like HiFlow Tables 1–3), grids and a latency plot.
 
+Reads a `layout.BenchResults` and writes into the folder a `layout.BenchLayout` names; the columns, headers,
+formats and directions of the quality tables come from the metric registry (`metrics`).
 Table 1 (quality per method and resolution), Table 2 (seconds per image per method and resolution, plus the
 model / guide / other split and peak memory), Table 3 (ablation rows). Every row states n (images / crops or
 runs). Best values per resolution among the rows of a table are in bold (for hf_ratio: closest to 1).
@@ -18,20 +20,12 @@ from typing import Sequence
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from .evaluate import HIGHER_IS_BETTER
-from .score import Score
-from .spec import BenchSpec, slug
+from . import metrics as registry
+from .layout import BenchLayout, BenchResults, GroupResult, ReferenceResult, bench_items, image_png
+from .metrics import QUALITY, SEEDS, Metric
+from .spec import BenchSpec
 
-__all__ = ["write_reports", "markdown_report", "comparison_grid", "line_plot", "QUALITY_COLUMNS"]
-
-#: (metric, header, digits, scale)
-QUALITY_COLUMNS = [
-    ("fid", "FID↓", 2, 1.0), ("fid_patch", "FID_patch↓", 2, 1.0), ("kid", "KID×10³↓", 2, 1e3),
-    ("kid_patch", "KID_patch×10³↓", 2, 1e3), ("is", "IS↑", 2, 1.0), ("is_patch", "IS_patch↑", 2, 1.0),
-    ("clip", "CLIP↑", 2, 1.0), ("dup_rate", "dup↓", 2, 1.0), ("count_acc", "count↑", 2, 1.0),
-    ("attr_acc", "attr↑", 2, 1.0), ("color_acc", "colour↑", 2, 1.0), ("ssim_native", "SSIM_nat↑", 3, 1.0),
-    ("psnr_native", "PSNR_nat↑", 1, 1.0), ("hf_ratio", "HF ratio→1", 2, 1.0),
-]
+__all__ = ["write_reports", "markdown_report", "comparison_grid", "line_plot"]
 
 PALETTE = [(31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189), (140, 86, 75),
            (227, 119, 194), (127, 127, 127), (188, 189, 34), (23, 190, 207), (0, 0, 128), (128, 64, 0)]
@@ -42,77 +36,62 @@ def _res(size: Sequence[int]) -> str:
     return f"{w}²" if w == h else f"{w}×{h}"
 
 
-def _scores(group: dict) -> dict[str, Score]:
-    return {k: Score.from_dict(v) for k, v in group.get("metrics", {}).items()}
+def _best(rows: list[GroupResult], metric: Metric) -> float | None:
+    return metric.best([s.value for g in rows if (s := g.metrics.get(metric.key)) is not None and s.computed])
 
 
-def _best(rows: list[dict], metric: str) -> float | None:
-    vals = [s.value for g in rows if (s := _scores(g).get(metric)) is not None and s.computed]
-    if len(vals) < 2 or len(set(vals)) == 1:  # nothing to single out
-        return None
-    if metric == "hf_ratio":
-        return min(vals, key=lambda v: abs(math.log(max(v, 1e-12))))
-    return max(vals) if HIGHER_IS_BETTER.get(metric, False) else min(vals)
-
-
-def _quality_table(groups: list[dict], labels: list[str], refs: list[dict]) -> list[str]:
-    head = ["Res", "Method", "n img / crops"] + [c[1] for c in QUALITY_COLUMNS]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+def _sizes(groups: list[GroupResult]) -> list[tuple]:
     sizes = []
     for g in groups:
-        if g.get("size") and tuple(g["size"]) not in sizes:
-            sizes.append(tuple(g["size"]))
-    for size in sizes:
-        rows = [g for lab in labels for g in groups if g["label"] == lab and tuple(g.get("size") or ()) == size
-                and not g.get("error")]
-        best = {m: _best(rows, m) for m, *_ in QUALITY_COLUMNS}
+        if g.size and tuple(g.size) not in sizes:
+            sizes.append(tuple(g.size))
+    return sizes
+
+
+def _quality_table(groups: list[GroupResult], labels: list[str], refs: list[ReferenceResult]) -> list[str]:
+    cols = registry.columns(QUALITY)
+    head = ["Res", "Method", "n img / crops"] + [m.header(QUALITY) for m in cols]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for size in _sizes(groups):
+        rows = [g for lab in labels for g in groups if g.label == lab and tuple(g.size or ()) == size and g.ok]
+        best = {m.key: _best(rows, m) for m in cols}
         for g in rows:
-            sc = _scores(g)
-            cells = [_res(size), g["label"], f"{g['n_images']} / {g['n_crops']}"]
-            for m, _, digits, scale in QUALITY_COLUMNS:
-                s = sc.get(m)
-                text = s.cell(digits, scale=scale) if s else "—"
-                if s is not None and s.computed and best[m] is not None and s.value == best[m]:
+            cells = [_res(size), g.label, f"{g.n_images} / {g.n_crops}"]
+            for m in cols:
+                s = g.metrics.get(m.key)
+                text = m.cell(s, QUALITY) if s else "—"
+                if s is not None and s.computed and best[m.key] is not None and s.value == best[m.key]:
                     text = f"**{text}**"
                 cells.append(text)
             lines.append("| " + " | ".join(cells) + " |")
         for r in refs:
-            if tuple(r["size"]) == size:
-                sc = {k: Score.from_dict(v) for k, v in r["metrics"].items()}
-                n = next((s.n for s in sc.values() if s.n), 0)
+            if tuple(r.size) == size:
+                n = next((s.n for s in r.metrics.values() if s.n), 0)
                 cells = [_res(size), "*ground truth (render)*", f"{n} / —"]
-                for m, _, digits, scale in QUALITY_COLUMNS:
-                    cells.append(sc[m].cell(digits, scale=scale) if m in sc else "—")
+                for m in cols:
+                    cells.append(m.cell(r.metrics[m.key], QUALITY) if m.key in r.metrics else "—")
                 lines.append("| " + " | ".join(cells) + " |")
                 break
     return lines
 
 
-#: metrics shown per seed set (the spread table)
-SPREAD_COLUMNS = ["kid", "kid_patch", "dup_rate", "count_acc", "attr_acc", "ssim_native", "psnr_native"]
-
-
-def _spread_table(groups: list[dict], labels: list[str]) -> list[str]:
+def _spread_table(groups: list[GroupResult], labels: list[str]) -> list[str]:
     """Each metric on each seed set's images, "a / b": the spread a reader should allow between rows."""
-    rows = [g for lab in labels for g in groups if g["label"] == lab and not g.get("error") and g.get("by_seed")]
+    rows = [g for lab in labels for g in groups if g.label == lab and g.ok and g.by_seed]
     if not rows:
         return []
-    seeds = list(rows[0]["by_seed"])
-    cols = [c for c in QUALITY_COLUMNS if c[0] in SPREAD_COLUMNS]
-    head = ["Res", "Method", "n img per set"] + [c[1] for c in cols]
+    seeds = list(rows[0].by_seed)
+    cols = registry.columns(SEEDS)
+    head = ["Res", "Method", "n img per set"] + [m.header(SEEDS) for m in cols]
     lines = [f"Per seed set ({' / '.join(seeds)}):", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    sizes = []
-    for g in rows:
-        if tuple(g["size"]) not in sizes:
-            sizes.append(tuple(g["size"]))
-    for size in sizes:
-        for g in (g for g in rows if tuple(g["size"]) == size):
-            per = [{k: Score.from_dict(v) for k, v in g["by_seed"][s].items()} for s in seeds]
+    for size in _sizes(rows):
+        for g in (g for g in rows if tuple(g.size) == size):
+            per = [g.by_seed[s] for s in seeds]
             n = next((x.n for x in per[0].values() if x.n), 0)
-            cells = [_res(size), g["label"], str(n)]
-            for m, _, digits, scale in cols:
-                vals = [sc.get(m) for sc in per]
-                cells.append(" / ".join(f"{v.value * scale:.{digits}f}" if v is not None and v.computed else "—"
+            cells = [_res(size), g.label, str(n)]
+            for m in cols:
+                vals = [sc.get(m.key) for sc in per]
+                cells.append(" / ".join(m.format(v.value, SEEDS) if v is not None and v.computed else "—"
                                         for v in vals))
             lines.append("| " + " | ".join(cells) + " |")
     return lines
@@ -122,41 +101,47 @@ def _mib(b: int | None) -> str:
     return "—" if not b else f"{b / 2**20:.0f} MiB"
 
 
-def _latency_tables(groups: list[dict], labels: list[str]) -> list[str]:
-    ok = [g for g in groups if not g.get("error") and g.get("timing")]
-    sizes = []
-    for g in ok:
-        if tuple(g["size"]) not in sizes:
-            sizes.append(tuple(g["size"]))
+def _latency_tables(groups: list[GroupResult], labels: list[str]) -> list[str]:
+    ok = [g for g in groups if g.ok and g.timing]
+    sizes = _sizes(ok)
     head = ["Method"] + [f"{_res(s)} s/img (n)" for s in sizes]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for lab in labels:
         cells = [lab]
         for s in sizes:
-            g = next((g for g in ok if g["label"] == lab and tuple(g["size"]) == s), None)
-            cells.append("—" if g is None else f"{g['timing']['seconds']:.3f} ({g['timing']['n_runs']})")
+            g = next((g for g in ok if g.label == lab and tuple(g.size) == s), None)
+            cells.append("—" if g is None else f"{g.timing.seconds:.3f} ({g.timing.n_runs})")
         lines.append("| " + " | ".join(cells) + " |")
     lines += ["", "| Res | Method | n runs | total s | model s | guides s | other s | guides/model | per stage s "
               "(size) | peak memory |", "|" + "---|" * 10]
     for s in sizes:
         for lab in labels:
-            g = next((g for g in ok if g["label"] == lab and tuple(g["size"]) == s), None)
+            g = next((g for g in ok if g.label == lab and tuple(g.size) == s), None)
             if g is None:
                 continue
-            t = g["timing"]
-            stages = ", ".join(f"{st['seconds']:.3f} ({_res(st['size'])})" for st in t["stages"])
-            ov = "—" if t.get("guide_overhead") is None else f"{100 * t['guide_overhead']:.1f}%"
-            lines.append(f"| {_res(s)} | {lab} | {t['n_runs']} | {t['seconds']:.3f} | {t['model_seconds']:.3f} | "
-                         f"{t['guide_seconds']:.3f} | {t['other_seconds']:.3f} | {ov} | {stages} | "
-                         f"{_mib(t.get('peak_memory_bytes'))} |")
+            t = g.timing
+            stages = ", ".join(f"{st.seconds:.3f} ({_res(st.size)})" for st in t.stages)
+            ov = "—" if t.guide_overhead is None else f"{100 * t.guide_overhead:.1f}%"
+            lines.append(f"| {_res(s)} | {lab} | {t.n_runs} | {t.seconds:.3f} | {t.model_seconds:.3f} | "
+                         f"{t.guide_seconds:.3f} | {t.other_seconds:.3f} | {ov} | {stages} | "
+                         f"{_mib(t.peak_memory_bytes)} |")
     return lines
 
 
-def markdown_report(results: dict, spec: BenchSpec) -> str:
-    groups = results.get("groups", [])
-    m = results.get("machine", {})
-    v = results.get("versions", {})
-    tools = results.get("tools", {})
+def _labels(spec: BenchSpec) -> list[str]:
+    """Comparison rows, then the ablation rows not among them."""
+    return spec.comparison_labels + [x for x in spec.ablation if x not in spec.comparison_labels]
+
+
+def markdown_report(results: BenchResults | dict, spec: BenchSpec, layout: BenchLayout | None = None) -> str:
+    """results.md text; `layout` (the bench folder) lets the grid links point to the grid files that exist."""
+    if isinstance(results, dict):
+        results = BenchResults.from_dict(results)
+    layout = layout or BenchLayout(".")
+    groups = results.groups
+    m = results.machine
+    v = results.versions
+    tools = results.tools or {}
     src = spec.prompt_source
     prompts = (f"{len(spec.prompts)} reference-world scenes (seed {src['world']['seed']})" if "world" in src
                else f"{len(spec.prompts)} listed prompts")
@@ -164,7 +149,7 @@ def markdown_report(results: dict, spec: BenchSpec) -> str:
     if spec.description:
         out += [spec.description, ""]
     out += [
-        f"- date: {results.get('date', '')}; machine: {m.get('cpu', '')} ({m.get('cpu_count')} cores, "
+        f"- date: {results.date}; machine: {m.get('cpu', '')} ({m.get('cpu_count')} cores, "
         f"{m.get('torch_threads')} torch threads){'; GPU: ' + m['gpu'] if m.get('gpu') else ''}",
         f"- versions: hiresflow {v.get('hiresflow')}, torch {v.get('torch')}, diffusers {v.get('diffusers')}, "
         f"transformers {v.get('transformers')}",
@@ -185,29 +170,27 @@ def markdown_report(results: dict, spec: BenchSpec) -> str:
         "",
     ]
     for model in spec.models:
-        mg = [g for g in groups if g["model"] == model]
-        refs = [r for r in results.get("references", []) if r["model"] == model]
+        mg = [g for g in groups if g.model == model]
+        refs = [r for r in results.references if r.model == model]
         out += [f"## Table 1 — quality, `{model}`", ""] + _quality_table(mg, spec.comparison_labels, refs) + [""]
-        spread = _spread_table(mg, spec.comparison_labels + [x for x in spec.ablation
-                                                              if x not in spec.comparison_labels])
+        spread = _spread_table(mg, _labels(spec))
         out += spread + ([""] if spread else [])
         out += [f"## Table 2 — latency, `{model}` (median seconds per image)", ""]
-        out += _latency_tables(mg, spec.comparison_labels + [x for x in spec.ablation if x not in
-                                                            spec.comparison_labels]) + [""]
+        out += _latency_tables(mg, _labels(spec)) + [""]
         if spec.ablation:
             out += [f"## Table 3 — ablation, `{model}`", ""] + _quality_table(mg, spec.ablation, []) + [""]
-        pics = [f"![grid {t}](grids/{slug(model)}-{t}.png)" for t, *_ in spec.targets()]
-        out += ["Comparison grids: " + ", ".join(f"[{t}](grids/{slug(model)}-{t}.png) "
-                                                 f"([detail](grids/{slug(model)}-{t}-detail.png))"
+        pics = [f"![grid {t}]({layout.grid_link(model, t)})" for t, *_ in spec.targets()]
+        out += ["Comparison grids: " + ", ".join(f"[{t}]({layout.grid_link(model, t)}) "
+                                                 f"([detail]({layout.grid_link(model, t, detail=True)}))"
                                                  for t, *_ in spec.targets()),
-                "", f"![latency](latency-{slug(model)}.png)", ""] + pics[:1] + [""]
+                "", f"![latency]({layout.latency_link(model)})", ""] + pics[:1] + [""]
     notes = {}
     for g in groups:
-        for s in _scores(g).values():
+        for s in g.metrics.values():
             if not s.computed and s.note:
                 notes.setdefault(s.name, s.note)
-    errors = [(f"{g['model']}/{g['tag']}/{g['label']}", g["error"]) for g in groups if g.get("error")]
-    errors += list(results.get("generation", {}).get("errors", {}).items())
+    errors = [(g.key, g.error) for g in groups if g.error]
+    errors += list(results.generation.get("errors", {}).items())
     if notes or tools.get("notes"):
         out += ["## Not computed", ""]
         for k, why in {**tools.get("notes", {}), **notes}.items():
@@ -215,11 +198,11 @@ def markdown_report(results: dict, spec: BenchSpec) -> str:
         out.append("")
     if errors:
         out += ["## Failures", ""] + [f"- `{k}`: {e}" for k, e in errors] + [""]
-    ev = results.get("seconds")
-    gen = results.get("generation", {})
+    ev = results.seconds
+    gen = results.generation
     out.append(f"Generation: {gen.get('generated', 0)} images in {gen.get('seconds', 0):.1f} s "
                f"({gen.get('skipped', 0)} already present); evaluation: {ev or 0:.1f} s, "
-               f"{results.get('inception_passes', 0)} Inception passes.")
+               f"{results.inception_passes or 0} Inception passes.")
     return "\n".join(out) + "\n"
 
 
@@ -322,58 +305,79 @@ def line_plot(series: dict[str, list[tuple[float, float]]], path: Path, title: s
     img.save(path)
 
 
-def _grids(results: dict, spec: BenchSpec, out: Path) -> None:
-    from .bench import bench_items, group_dir
+#: WebP quality of grids: about a tenth of the PNG size at ≈ 41–44 dB PSNR to the lossless grid
+GRID_WEBP_QUALITY = 90
 
+
+def _save_grid(img: Image.Image, path: Path) -> None:
+    """Write a grid compressed: WebP (lossy, `GRID_WEBP_QUALITY`) or optimised PNG, by the file's suffix."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    if path.suffix == ".webp":
+        img.save(tmp, format="WEBP", quality=GRID_WEBP_QUALITY, method=6)
+    else:
+        img.save(tmp, format="PNG", optimize=True)
+    tmp.replace(path)
+
+
+def _grids(results: BenchResults, spec: BenchSpec, layout: BenchLayout) -> list[str]:
+    """Draw the grids from the per-image files; returns the "<model> <tag>" whose files are all absent."""
     items = [it for it in bench_items(spec) if it.seed == spec.seeds[0]][: spec.grid.rows]
-    labels = spec.comparison_labels + [x for x in spec.ablation if x not in spec.comparison_labels]
-    (out / "grids").mkdir(exist_ok=True)
+    labels = _labels(spec)
+    absent = []
     for model in spec.models:
         for tag, *_ in spec.targets():
-            g = next((g for g in results.get("groups", []) if g["model"] == model and g["tag"] == tag
-                      and g.get("size")), None)
-            size = g["size"] if g else None
+            g = next((g for g in results.groups if g.model == model and g.tag == tag and g.size), None)
+            size = g.size if g else None
             rows = []
             for it in items:
                 row = []
                 if size is not None:
-                    ref = out / "reference" / f"{size[0]}x{size[1]}" / f"{it.stem}.png"
+                    ref = layout.reference_png(size, it.stem)
                     row.append(np.asarray(Image.open(ref).convert("RGB")) if ref.is_file() else None)
                 for lab in labels:
-                    f = group_dir(out, model, tag, lab) / f"{it.stem}.png"
+                    f = image_png(layout.group_dir(model, tag, lab), it.stem)
                     row.append(np.asarray(Image.open(f).convert("RGB")) if f.is_file() else None)
                 rows.append(row)
             cols = (["ground truth"] if size is not None else []) + labels
             if not rows or not any(a is not None for r in rows for a in r):
+                absent.append(f"{model} {tag}")
                 continue
             side = max(a.shape[0] for r in rows for a in r if a is not None)
             cell = min(spec.grid.cell, side)
             rl = [it.stem.split("-")[0] for it in items]
-            comparison_grid(rows, cols, rl, cell).save(out / "grids" / f"{slug(model)}-{tag}.png")
-            native = g["native"][1] if g and g.get("native") else min(64, side)
-            comparison_grid(rows, cols, rl, spec.grid.cell, detail=native).save(
-                out / "grids" / f"{slug(model)}-{tag}-detail.png")
+            _save_grid(comparison_grid(rows, cols, rl, cell), layout.grid_path(model, tag))
+            native = g.native[1] if g and g.native else min(64, side)
+            _save_grid(comparison_grid(rows, cols, rl, spec.grid.cell, detail=native),
+                       layout.grid_path(model, tag, detail=True))
+    return absent
 
 
-def _plot(results: dict, spec: BenchSpec, out: Path) -> None:
-    labels = spec.comparison_labels + [x for x in spec.ablation if x not in spec.comparison_labels]
+def _plot(results: BenchResults, spec: BenchSpec, layout: BenchLayout) -> None:
+    labels = _labels(spec)
     for model in spec.models:
         series: dict[str, list[tuple[float, float]]] = {}
-        for g in results.get("groups", []):
-            if g["model"] != model or g.get("error") or not g.get("timing"):
+        for g in results.groups:
+            if g.model != model or not g.ok or not g.timing:
                 continue
-            side = math.sqrt(g["size"][0] * g["size"][1])
-            series.setdefault(g["label"], []).append((side, g["timing"]["seconds"]))
+            side = math.sqrt(g.size[0] * g.size[1])
+            series.setdefault(g.label, []).append((side, g.timing.seconds))
         ordered = {lab: series[lab] for lab in labels if lab in series}
-        line_plot(ordered, out / f"latency-{slug(model)}.png", title=f"{spec.name}: time vs resolution ({model})")
+        line_plot(ordered, layout.latency_plot(model), title=f"{spec.name}: time vs resolution ({model})")
 
 
-def write_reports(results: dict, spec: BenchSpec, out: Path) -> None:
-    """results.json, results.md, grids/*.png, latency-<model>.png."""
-    out = Path(out)
-    _grids(results, spec, out)
-    _plot(results, spec, out)
-    tmp = out / ".results.json.tmp"
-    tmp.write_text(json.dumps(results, indent=1, default=str))
-    tmp.replace(out / "results.json")
-    (out / "results.md").write_text(markdown_report(results, spec))
+def write_reports(results: BenchResults | dict, spec: BenchSpec, out: Path | BenchLayout, log=print) -> list[str]:
+    """results.md, grids, latency-<model>.png (results.json is `BenchResults.save`'s).
+
+    Grids are drawn from the per-image files; where those are absent the grids in the folder are kept and one
+    line says so. Returns the "<model> <tag>" of the grids not drawn."""
+    if isinstance(results, dict):
+        results = BenchResults.from_dict(results)
+    layout = out if isinstance(out, BenchLayout) else BenchLayout(out)
+    absent = _grids(results, spec, layout)
+    if absent:
+        log(f"grids of {', '.join(absent)} not redrawn: their per-image files are absent from {layout.images} "
+            f"(`hiresflow bench SPEC --out {layout.root}` regenerates them; existing grids are kept)")
+    _plot(results, spec, layout)
+    layout.results_md.write_text(markdown_report(results, spec, layout))
+    return absent

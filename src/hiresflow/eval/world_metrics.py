@@ -22,19 +22,14 @@ from typing import Sequence
 
 import numpy as np
 
+from . import metrics as _metrics
 from .score import Score, not_computed
 
 __all__ = ["WorldCheck", "check_world_image", "world_scores", "WORLD_METRICS", "is_world_prompt"]
 
-#: name → (description, higher is better)
+#: name → (description, higher is better): the registry's metrics computed by the world detectors
 WORLD_METRICS: dict[str, tuple[str, bool]] = {
-    "dup_rate": ("fraction of images with a sun/moon count ≠ 1", False),
-    "count_acc": ("tree and house counts both match the prompt", True),
-    "tree_acc": ("tree count matches", True),
-    "house_acc": ("house count matches", True),
-    "attr_acc": ("time of day and sun/moon both match", True),
-    "time_acc": ("time of day matches", True),
-    "color_acc": ("sun/moon colour matches", True),
+    m.key: (m.about, bool(m.higher_is_better)) for m in _metrics.registry() if m.compute is _metrics.world_checks
 }
 
 

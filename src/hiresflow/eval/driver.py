@@ -1,0 +1,46 @@
+"""`hiresflow bench`: generate and evaluate (`bench`), then report (`report`), in the folder `layout` describes.
+
+`run_bench` does all three (resumable); `report_bench` rewrites the report from DIR/results.json alone
+(`hiresflow bench SPEC --out DIR --report-only`): no generation, no evaluation, no networks.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .layout import BenchLayout, BenchResults
+from .spec import BenchSpec
+
+__all__ = ["run_bench", "report_bench"]
+
+
+def run_bench(spec: BenchSpec, out: str | Path, device: str | None = None, progress: bool = True,
+              generate: bool = True, evaluate: bool = True, log=print) -> BenchResults:
+    """Generate (resumable), evaluate and write DIR/results.{json,md}, grids and the latency plot."""
+    from .bench import bench_results
+    from .report import write_reports
+
+    layout = BenchLayout(out)
+    results = bench_results(spec, layout, device, progress, generate=generate, evaluate=evaluate, log=log)
+    if evaluate:
+        results.save(layout)
+        write_reports(results, spec, layout, log=log)
+    return results
+
+
+def report_bench(spec: BenchSpec, out: str | Path, log=print) -> BenchResults:
+    """Rewrite DIR/results.md, the latency plot and the grids from DIR/results.json (results.json is not touched).
+
+    Grids need the per-image files: where they are absent the grids already in DIR are kept (and said so)."""
+    from .report import write_reports
+
+    layout = BenchLayout(out)
+    results = BenchResults.load(layout)
+    if not results.evaluated:
+        raise ValueError(f"{layout.results_json} holds no evaluation (written with --no-eval); "
+                         f"run `hiresflow bench SPEC --out {layout.root} --eval-only` first")
+    if results.spec and results.spec != spec.to_dict():
+        log(f"note: the spec differs from the one {layout.results_json} was made with (its `spec` entry); the "
+            f"tables come from results.json, the header and row order from the spec given")
+    write_reports(results, spec, layout, log=log)
+    return results
