@@ -25,8 +25,8 @@ def test_generate_writes_final_native_and_sidecar(tmp_path):
                               "--set", "base_steps=4", "--set", "stage_steps=[2]", "--quiet"])
     assert res.exit_code == 0, res.output
     files = sorted(p.name for p in tmp_path.iterdir())
-    assert files == ["a-red-sun-over-snowy-mountains-hiflow-s3-native.png", "a-red-sun-over-snowy-mountains-hiflow-s3.json",
-                     "a-red-sun-over-snowy-mountains-hiflow-s3.png"]
+    assert files == ["a-red-sun-over-snowy-mountains-hiflow-random-tiny-flux-128x128-s3-native.png", "a-red-sun-over-snowy-mountains-hiflow-random-tiny-flux-128x128-s3.json",
+                     "a-red-sun-over-snowy-mountains-hiflow-random-tiny-flux-128x128-s3.png"]
     meta = json.loads((tmp_path / files[1]).read_text())
     assert meta["seed"] == 3 and meta["recipe"] == "hiflow" and meta["size"] == [128, 128]
     assert meta["plan"]["stages"][1]["guides"][0]["type"] == "HiFlowConfig"
@@ -61,10 +61,10 @@ def test_generate_from_image_reproduces_its_bytes(tmp_path):
                               "hiflow", "--scale", "2", "--seed", "5", "--out", str(first), "--quiet",
                               "--set", "base_steps=4", "--set", "stage_steps=[2]", "--set", "text_duplication=True"])
     assert res.exit_code == 0, res.output
-    final = first / "two-pine-trees-by-a-lake-hiflow-s5.png"
+    final = first / "two-pine-trees-by-a-lake-hiflow-random-tiny-flux-128x128-s5.png"
     res = runner.invoke(app, ["generate", "--from", str(final), "--out", str(second), "--quiet"])
     assert res.exit_code == 0, res.output
-    for name in ("two-pine-trees-by-a-lake-hiflow-s5.png", "two-pine-trees-by-a-lake-hiflow-s5-native.png"):
+    for name in ("two-pine-trees-by-a-lake-hiflow-random-tiny-flux-128x128-s5.png", "two-pine-trees-by-a-lake-hiflow-random-tiny-flux-128x128-s5-native.png"):
         assert (first / name).read_bytes() == (second / name).read_bytes(), name
     params = Image.open(final).text["parameters"].splitlines()
     assert params[0] == "two pine trees by a lake"
@@ -73,5 +73,5 @@ def test_generate_from_image_reproduces_its_bytes(tmp_path):
     assert "hiresflow method: hiflow" in params[1]
     res = runner.invoke(app, ["generate", "--from", str(final), "--scale", "3"])
     assert res.exit_code == 2 and "drop --method" in res.output
-    res = runner.invoke(app, ["generate", "--from", str(first / "two-pine-trees-by-a-lake-hiflow-s5-native.png")])
+    res = runner.invoke(app, ["generate", "--from", str(first / "two-pine-trees-by-a-lake-hiflow-random-tiny-flux-128x128-s5-native.png")])
     assert res.exit_code == 2 and "no hiresflow metadata" in res.output
