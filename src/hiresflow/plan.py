@@ -21,6 +21,8 @@ __all__ = ["ScheduleSpec", "SharpenSpec", "InitSpec", "Stage", "Plan", "UpscaleS
 
 
 INTERPOLATIONS = ("bicubic", "bilinear", "nearest", "lanczos")
+CLAMPS = ("none", "decoded", "all")
+VAE_TILING = ("auto", "diffusers", "always", "never")
 
 
 @dataclass
@@ -85,6 +87,9 @@ class InitSpec:
         the same schedule index, upsampled and noised — HiFlow paper's A_i).
     space: "pixel" (decode → resize → [sharpen] → encode) or "latent" (resize the latent).
     encode: "mode" or "sample" of the VAE posterior (I-Max and FreeScale sample, HiFlow takes the mode).
+    clamp: which pixel images are clamped to [0, 1] before re-encoding — "none" (the official HiFlow, I-Max and
+        FreeScale pipelines encode the decoder's and the bicubic/sharpening overshoot), "decoded" (DiffuseHigh:
+        only the decoded image, through diffusers' postprocess), "all" (decoded, resized and sharpened).
     """
 
     start_from: Literal["noise", "upsampled", "reference_x0"] = "noise"
@@ -92,12 +97,14 @@ class InitSpec:
     interpolation: Literal["bicubic", "bilinear", "nearest", "lanczos"] = "bicubic"
     sharpen: SharpenSpec | None = None
     encode: Literal["mode", "sample"] = "mode"
+    clamp: Literal["none", "decoded", "all"] = "all"
 
     def __post_init__(self) -> None:
         check_choice("init start_from", self.start_from, ("noise", "upsampled", "reference_x0"))
         check_choice("space", self.space, ("pixel", "latent"))
         check_choice("interpolation", self.interpolation, INTERPOLATIONS)
         check_choice("encode", self.encode, ("mode", "sample"))
+        check_choice("clamp", self.clamp, CLAMPS)
 
 
 @dataclass
@@ -110,6 +117,10 @@ class Stage:
     denoiser: DenoiserConfig | None = None  # None = one global model call; else e.g. DemoFusion's MultiViewConfig
     patches: list[PatchConfig] = field(default_factory=list)  # nested by PatchOrder (hiresflow.patches)
     name: str = ""
+    vae_tiling: Literal["auto", "diffusers", "always", "never"] = "auto"  # VaeCodec.tiling for this stage
+
+    def __post_init__(self) -> None:
+        check_choice("vae_tiling", self.vae_tiling, VAE_TILING)
 
 
 @dataclass

@@ -150,16 +150,18 @@ def upscale(model: FlowModel, native, target, steps: int | None = None, interpol
 def sdedit(model: FlowModel, native, target, steps: int | None = None, tau: float = 0.6,
            start: int | None = None, space: str = "pixel", interpolation: str = "bicubic", sharpen: bool = False, encode: str = "mode",
            guidance: float | None = None, stage_guidance: float | None = None,
-           shift_size: str = "stage") -> Plan:
+           shift_size: str = "stage", clamp_init: str = "all") -> Plan:
     """Hires fix: upsample the native result (pixels or latent), noise to σ ≈ τ, denoise at the target size.
 
-    `start` (a grid index) replaces τ when given, e.g. to match HiFlow's official grid exactly."""
+    `start` (a grid index) replaces τ when given, e.g. to match HiFlow's official grid exactly. The image path
+    works on [0, 1] images like an 8-bit hires fix (`clamp_init="all"`)."""
     check_fraction("tau", tau)
     n = _steps(model, steps)
     sched = ScheduleSpec(steps=n, tau=None, start=start, shift_size=shift_size) if start is not None \
         else ScheduleSpec(steps=n, tau=tau, shift_size=shift_size)
     hi = Stage(size=target, schedule=sched,
-               init=InitSpec("upsampled", space, interpolation, SharpenSpec() if sharpen else None, encode),
+               init=InitSpec("upsampled", space, interpolation, SharpenSpec() if sharpen else None, encode,
+                             clamp_init),
                guidance=stage_guidance, name="sdedit")
     return Plan("sdedit", [_native_stage(model, native, n, guidance=guidance), hi])
 
@@ -176,16 +178,23 @@ def hiflow(model: FlowModel, native, target, base_steps: int = 30, stage_steps=H
            filter: str = "butterworth", order: int = 4, cutoff: float = 0.2, dwt_level: int = 1,
            reference_space: str = "latent", shift_size: str = "native", guidance: float | None = None,
            stage_guidance=None, ntk: float = 10.0, pi_floor: bool = False, proportional_attention: bool = True,
-           text_duplication: bool = False, shifted_patches: bool = True,
-           windowed_attention: float | None = None, stage_sizes=None) -> Plan:
+           text_duplication: bool = False, shifted_patches: bool = True, shift_frame: str = "model",
+           windowed_attention: float | None = None, stage_sizes=None, clamp_init: str = "none",
+           official_vae_tiling: bool = False) -> Plan:
     """HiFlow cascade (×2, ×4, …) with A_i, A_d, A_a; official defaults (docs/methods/hiflow.md#parameters-and-defaults).
 
     Every stage runs the last N_s entries of the base `base_steps` grid computed at the native size (official;
     τ = 0.783 / 0.612 for N_s = 16 / 10 on Flux-dev); shift_size="stage" recomputes the grid per stage.
     init="official" noises the upsampled, sharpened final image (VAE mode); init="paper" noises the reference
     x̂0 at τ. initialization=False drops A_i: the stage starts from pure noise over the full grid.
-    Model side (DiT families, docs/methods/dit-toolkit.md#defaults-per-recipe): NTK×10 without PI floor, proportional attention and shifted
-    patchification on every cascade stage; text duplication off (as the released script).
+    Model side (DiT families, docs/methods/dit-toolkit.md#defaults-per-recipe): NTK×10 without PI floor,
+    proportional attention and shifted patchification on every cascade stage; text duplication off (as the
+    released script). `shift_frame="sample"` pads the sample itself on even steps as the official code does, so
+    the guidance runs on the padded frame (default "model": only the model input is padded).
+    Fidelity options: `clamp_init` ("none" official: the decoded, resized and sharpened image is encoded with its
+    overshoot; "decoded"/"all" clamp); `official_vae_tiling=True` tiles every cascade stage's VAE work with
+    diffusers' tiling as the official pipeline does after its native pass (off by default: on small VAEs the
+    tile seams alone move results by 20+ dB).
     """
     if init not in ("official", "paper"):
         raise ValueError(f"init must be 'official' or 'paper', got {init!r}")
@@ -198,7 +207,7 @@ def hiflow(model: FlowModel, native, target, base_steps: int = 30, stage_steps=H
             raise ValueError(f"stage_steps must lie in [1, base_steps={base_steps}], got {n_s}")
         if initialization:
             sched = ScheduleSpec(steps=base_steps, shift_size=shift_size, start=base_steps - n_s)
-            ini = InitSpec("upsampled", "pixel", "bicubic", SharpenSpec(), "mode") if init == "official" \
+            ini = InitSpec("upsampled", "pixel", "bicubic", SharpenSpec(), "mode", clamp_init) if init == "official" \
                 else InitSpec("reference_x0", "latent", "bicubic")
         else:
             sched = ScheduleSpec(steps=base_steps, shift_size=shift_size)
@@ -208,9 +217,11 @@ def hiflow(model: FlowModel, native, target, base_steps: int = 30, stage_steps=H
                          cutoff=check_number("cutoff", _per_stage(cutoff, j, "cutoff")), dwt_level=dwt_level, reference_space=reference_space)
         patches = dit_patches(model, ntk=check_number("ntk", _per_stage(ntk, j, "ntk")), pi_floor=pi_floor,
                               proportional_attention=proportional_attention, text_duplication=text_duplication,
-                              shifted_patches=shifted_patches, windowed_attention=windowed_attention)
-        stages.append(Stage(size=size, schedule=sched, init=ini, guides=[g], guidance=_per_stage(stage_guidance, j, "stage_guidance"),
-                            patches=patches, name=f"hiflow{j + 1}"))
+                              shifted_patches=shifted_patches, shift_frame=shift_frame,
+                              windowed_attention=windowed_attention)
+        stages.append(Stage(size=size, schedule=sched, init=ini, guides=[g],
+                            guidance=_per_stage(stage_guidance, j, "stage_guidance"), patches=patches,
+                            name=f"hiflow{j + 1}", vae_tiling="diffusers" if official_vae_tiling else "auto"))
     return Plan("hiflow", stages)
 
 
@@ -218,13 +229,16 @@ def imax(model: FlowModel, native, target, steps: int = 30, hires_steps: int = 3
          hires_shift: float | str = 6.0, schedule: str = "cosine_decay", dwt_level: int = 1,
          projection_scale: float = 1.0, guidance: float | None = None, hires_guidance: float | None = None,
          ntk: float = 10.0, pi_floor: bool = True, proportional_attention: bool = True,
-         text_duplication: bool = True, shifted_patches: bool = True,
-         windowed_attention: float | None = None) -> Plan:
+         text_duplication: bool = True, shifted_patches: bool = True, shift_frame: str = "model",
+         windowed_attention: float | None = None, clamp_init: str = "none", official_vae_tiling: bool = False) -> Plan:
     """I-Max: native pass, then one pass at the target from pure noise with projected flow toward the upsampled
     native result (README defaults: 30/30 steps, shifts 3/6, cosine_decay, DWT level 1, posterior sample).
     Model side on the high-resolution pass (docs/methods/dit-toolkit.md#defaults-per-recipe): NTK×10 with the PI floor, proportional attention, text
     duplication with grid ids, shifted patchification. hires_shift="auto" uses the paper's s* = 1.5·scale
-    (the code's fixed 6 equals it at 4×)."""
+    (the code's fixed 6 equals it at 4×). `shift_frame="sample"`: the official padding of the sample (and of G),
+    so the Haar projection runs on the padded grid. `clamp_init="none"` (official) encodes the upsampled native
+    image with its overshoot; `official_vae_tiling=True` uses diffusers' tiled encode/decode for every VAE call
+    as the official pipeline does, even at the native size."""
     if hires_guidance is None and model.guidance_kind == "embedded":
         hires_guidance = 7.0
     if hires_shift == "auto":
@@ -233,33 +247,42 @@ def imax(model: FlowModel, native, target, steps: int = 30, hires_steps: int = 3
         raise ValueError(f"hires_shift must be a number or 'auto', got {hires_shift!r}")
     patches = dit_patches(model, ntk=ntk, pi_floor=pi_floor, proportional_attention=proportional_attention,
                           text_duplication=text_duplication, shifted_patches=shifted_patches,
-                          windowed_attention=windowed_attention)
+                          shift_frame=shift_frame, windowed_attention=windowed_attention)
+    tiling = "always" if official_vae_tiling else "auto"
     hi = Stage(size=target, schedule=ScheduleSpec(steps=hires_steps, shift=hires_shift), patches=patches,
-               init=InitSpec("noise", "pixel", "bicubic", None, "sample"),
+               init=InitSpec("noise", "pixel", "bicubic", None, "sample", clamp_init),
                guides=[ProjectedFlowConfig(schedule=schedule, dwt_level=dwt_level, scale=projection_scale)],
-               guidance=hires_guidance, name="imax")
-    return Plan("imax", [_native_stage(model, native, steps, shift=shift, guidance=guidance), hi])
+               guidance=hires_guidance, name="imax", vae_tiling=tiling)
+    native_stage = _native_stage(model, native, steps, shift=shift, guidance=guidance)
+    native_stage.vae_tiling = tiling
+    return Plan("imax", [native_stage, hi])
 
 
 def demofusion(model: FlowModel, native, target, steps: int | None = None, c1_scale: float = 3.0,
                c2_scale: float = 1.0, c3_scale: float = 1.0, sigma: float = 1.0, view_stride: int | None = None,
                view_batch: int = 16, jitter: bool = True, dilated: bool = True, skip_residual: bool = True,
-               mean_std_reset: bool = True, guidance: float | None = None, stage_sizes=None) -> Plan:
+               mean_std_reset: bool = True, guidance: float | None = None, stage_sizes=None,
+               jitter_mode: str = "outward", blur_padding: str = "zeros", dilated_pad: str = "top_left") -> Plan:
     """DemoFusion progressive phases (+1 native per phase), latent bicubic upsampling, all steps rerun per phase,
-    skip residual (c1), dilated sampling (c2), Gaussian filter (c3), MultiDiffusion views, mean/std reset."""
+    skip residual (c1), dilated sampling (c2), Gaussian filter (c3), MultiDiffusion views, mean/std reset.
+    Official view jitter (edge views only outward), zero-padded Gaussian and top/left padding of the dilated
+    path; `jitter_mode="symmetric"`, `blur_padding="reflect"`, `dilated_pad="bottom_right"` are the
+    alternatives (docs/methods/demofusion.md#paper-vs-official-code)."""
     n = _steps(model, steps)
     stages = [_native_stage(model, native, n, guidance=guidance)]
     for j, size in enumerate(_stages(model, native, target, stage_sizes, additive=True)):
         guides = [SkipResidualConfig(c1_scale, 1.0 if skip_residual else 0.0), MeanStdResetConfig(mean_std_reset)]
         den = MultiViewConfig(stride=view_stride, jitter=jitter, view_batch=view_batch, dilated=dilated,
-                              c2_scale=c2_scale, c3_scale=c3_scale, sigma=sigma)
+                              c2_scale=c2_scale, c3_scale=c3_scale, sigma=sigma, jitter_mode=jitter_mode,
+                              blur_padding=blur_padding, dilated_pad=dilated_pad)
         stages.append(Stage(size=size, schedule=ScheduleSpec(steps=n), init=InitSpec("upsampled", "latent"),
                             guides=guides, guidance=guidance, denoiser=den, name=f"phase{j + 2}"))
     return Plan("demofusion", stages)
 
 
 def freescale(model: FlowModel, native, target, steps: int | None = None, restart: float = 0.3,
-              cosine_scale: float = 2.0, guidance: float | None = None, stage_sizes=None) -> Plan:
+              cosine_scale: float = 2.0, guidance: float | None = None, stage_sizes=None,
+              clamp_init: str = "none") -> Plan:
     """FreeScale tailored self-cascade (×2, ×4): pixel-space upsampling with a posterior sample, restart at
     int(restart·N), skip residual with cf^cosine_scale. Dilated convolution, scale fusion and FreeU are U-Net
     patches (not part of this cascade recipe)."""
@@ -269,24 +292,30 @@ def freescale(model: FlowModel, native, target, steps: int | None = None, restar
     stages = [_native_stage(model, native, n, guidance=guidance)]
     for j, size in enumerate(_stages(model, native, target, stage_sizes)):
         stages.append(Stage(size=size, schedule=ScheduleSpec(steps=n, start=int(restart * n)),
-                            init=InitSpec("upsampled", "pixel", "bicubic", None, "sample"),
+                            init=InitSpec("upsampled", "pixel", "bicubic", None, "sample", clamp_init),
                             guides=[SkipResidualConfig(cosine_scale)], guidance=guidance, name=f"freescale{j + 1}"))
     return Plan("freescale", stages)
 
 
 def diffusehigh(model: FlowModel, native, target, steps: int | None = None, noising: float = 0.3,
                 dwt_steps: int = 5, dwt_level: int = 1, space: str = "pixel", sharpen: bool = True,
-                guidance: float | None = None, stage_sizes=None) -> Plan:
+                guidance: float | None = None, stage_guidance: float | None = None, stage_sizes=None,
+                wavelet: str = "db4", clamp_init: str = "decoded", clamp_swapped: bool = False) -> Plan:
     """DiffuseHigh: +1 native per stage; upsample + sharpen the image, re-noise to the last int(noising·N)
-    steps (15 of 50), swap the DWT low band of x̂0 for the first `dwt_steps` steps."""
+    steps (15 of 50), swap the DWT low band (official Daubechies-4; `wavelet="haar"`) of x̂0 for the first
+    `dwt_steps` steps. Official clamps: the decoded images only (`clamp_init="decoded"`), not the swapped one.
+    `stage_guidance` sets the CFG of the high-resolution stages (the official SDXL script uses 10 against 5 at
+    the native stage; None = the model's default)."""
     check_fraction("noising", noising)
     n = _steps(model, steps)
     k = max(1, min(n, round(noising * n)))
     stages = [_native_stage(model, native, n, guidance=guidance)]
     for j, size in enumerate(_stages(model, native, target, stage_sizes, additive=True)):
         stages.append(Stage(size=size, schedule=ScheduleSpec(steps=n, start=n - k),
-                            init=InitSpec("upsampled", "pixel", "bicubic", SharpenSpec() if sharpen else None, "mode"),
-                            guides=[StructureGuidanceConfig(dwt_steps, dwt_level, space)], guidance=guidance,
+                            init=InitSpec("upsampled", "pixel", "bicubic", SharpenSpec() if sharpen else None, "mode",
+                                          clamp_init),
+                            guides=[StructureGuidanceConfig(dwt_steps, dwt_level, space, wavelet, clamp_swapped)],
+                            guidance=guidance if stage_guidance is None else stage_guidance,
                             name=f"diffusehigh{j + 1}"))
     return Plan("diffusehigh", stages)
 

@@ -78,15 +78,75 @@ def _upsample(model: FlowModel, prev: StageResult, stage: Stage, shape, gen: tor
     h, w = stage.size
     if init.space == "latent":
         return resize_latent(prev.latent, shape[-2:], init.interpolation), None
-    img = prev.image if prev.image is not None else model.decode(prev.latent)
-    img = resize_image(img, (h, w), init.interpolation)
+    if init.clamp == "none":
+        img = prev.image_unclamped if prev.image_unclamped is not None else model.decode(prev.latent, clamp=False)
+    else:
+        img = prev.image if prev.image is not None else model.decode(prev.latent)
+    img = resize_image(img, (h, w), init.interpolation, clamp=init.clamp == "all")
     if init.sharpen is not None:
         s = init.sharpen
         img, used = random_unsharp_mask(img, gen, s.sigma_range, s.kernel_size, s.amount)
-        img = img.clamp(0, 1)
+        if init.clamp == "all":
+            img = img.clamp(0, 1)
         info["sharpen_sigma"] = used
     z = model.encode(img, generator=gen, sample=init.encode == "sample").to(model.device)
     return z, img
+
+
+def _initial_sample(stage: Stage, s: int, prev: StageResult | None, up, noise, sigma0: float, start: int, shape):
+    mode = stage.init.start_from
+    if mode == "noise" or prev is None:
+        if mode != "noise":
+            raise ValueError(f"stage {s} starts from {mode!r} but has no previous stage; use start_from='noise'")
+        return sigma0 * noise  # x0 unknown: the prior sample at σ_start (exact for σ_start = 1)
+    if mode == "upsampled":
+        return (1 - sigma0) * up + sigma0 * noise
+    j = start if start in prev.trajectory.x0 else prev.trajectory.nearest_index(sigma0)
+    ref = resize_latent(prev.trajectory.x0_at(j), shape[-2:], stage.init.interpolation)
+    return (1 - sigma0) * ref + sigma0 * noise
+
+
+def _run_stage(model: FlowModel, plan: Plan, s: int, results: list[StageResult], cond, seed: int,
+               needs_image: bool, progress: bool) -> StageResult:
+    """Initialise, build the stage's hooks (stage protocol), sample, decode."""
+    stage = plan.stages[s]
+    t0 = time.perf_counter()
+    gen = torch.Generator().manual_seed(stage_seed(seed, s))
+    C, h, w = model.geometry.latent_shape(*stage.size)
+    shape = (1, C, h, w)
+    sigmas, start = stage_sigmas(model, stage, plan.stages[0].size)
+    noise = model.noise(shape, gen)
+    prev = results[-1] if results else None
+    info: dict = {}
+    up = up_img = None
+    if prev is not None:
+        up, up_img = _upsample(model, prev, stage, shape, gen, info)
+    sigma0 = float(sigmas[start])
+    x = _initial_sample(stage, s, prev, up, noise, sigma0, start, shape)
+    env = StageEnv(model=model, index=s, stage=stage, sigmas=sigmas, start=start, stop=sigmas.numel() - 1,
+                   shape=shape, generator=gen, noise=noise, cond=cond, previous=prev,
+                   first=results[0] if results else None, upsampled=up, upsampled_image=up_img)
+    guides = [g.build(env) for g in stage.guides]
+
+    def core(xx, ctx, c):
+        return model.velocity(xx, ctx.sigma, c, guidance=stage.guidance)
+
+    patched = compose_patches(core, [p.build(env) for p in stage.patches])
+
+    def model_call(xx, ctx):  # one patched model call
+        return patched(xx, ctx, cond)
+
+    velocity_fn = stage.denoiser.build(env, model_call) if stage.denoiser is not None else model_call
+    desc = f"{plan.recipe} stage {s} {stage.size[1]}x{stage.size[0]}"
+    out = sample(velocity_fn, x, sigmas, start=start, guides=guides, stage=s, generator=gen,
+                 progress=desc if progress else False)
+    _check_finite(out.x, "latent", s, stage)
+    raw = model.decode(out.x, clamp=False) if needs_image else None
+    _check_finite(raw, "image", s, stage)
+    info["sigma_start"] = sigma0
+    return StageResult(index=s, size=stage.size, latent=out.x, image=None if raw is None else raw.clamp(0, 1),
+                       image_unclamped=raw, trajectory=out.trajectory, sigmas=sigmas, start=start,
+                       timings=out.timings, seconds=time.perf_counter() - t0, extra=info)
 
 
 def run_plan(
@@ -112,59 +172,11 @@ def run_plan(
         model.geometry.validate(*st.size)
     t_start = time.perf_counter()
     cond = model.encode_prompt(prompt, negative_prompt)
-    native_size = plan.stages[0].size
     results: list[StageResult] = []
     for s, stage in enumerate(plan.stages):
-        t0 = time.perf_counter()
-        gen = torch.Generator().manual_seed(stage_seed(seed, s))
-        C, h, w = model.geometry.latent_shape(*stage.size)
-        shape = (1, C, h, w)
-        sigmas, start = stage_sigmas(model, stage, native_size)
-        noise = model.noise(shape, gen)
-        prev = results[-1] if results else None
-        info: dict = {}
-        up = up_img = None
-        if prev is not None:
-            up, up_img = _upsample(model, prev, stage, shape, gen, info)
-        sigma0 = float(sigmas[start])
-        mode = stage.init.start_from
-        if mode == "noise" or prev is None:
-            if mode != "noise":
-                raise ValueError(f"stage {s} starts from {mode!r} but has no previous stage; use start_from='noise'")
-            x = sigma0 * noise  # x0 unknown: the prior sample at σ_start (exact for σ_start = 1)
-        elif mode == "upsampled":
-            x = (1 - sigma0) * up + sigma0 * noise
-        elif mode == "reference_x0":
-            j = start if start in prev.trajectory.x0 else prev.trajectory.nearest_index(sigma0)
-            ref = resize_latent(prev.trajectory.x0_at(j), shape[-2:], stage.init.interpolation)
-            x = (1 - sigma0) * ref + sigma0 * noise
-        else:
-            raise ValueError(f"unknown init start_from {mode!r}; use noise, upsampled or reference_x0")
-        env = StageEnv(model=model, index=s, stage=stage, sigmas=sigmas, start=start, stop=sigmas.numel() - 1,
-                       shape=shape, generator=gen, noise=noise, cond=cond, previous=prev,
-                       first=results[0] if results else None, upsampled=up, upsampled_image=up_img)
-        guides = [g.build(env) for g in stage.guides]
-
-        def core(xx, ctx, c, _g=stage.guidance):
-            return model.velocity(xx, ctx.sigma, c, guidance=_g)
-
-        patched = compose_patches(core, [p.build(env) for p in stage.patches])
-
-        def model_call(xx, ctx, _f=patched):  # one patched model call
-            return _f(xx, ctx, cond)
-
-        velocity_fn = stage.denoiser.build(env, model_call) if stage.denoiser is not None else model_call
-        desc = f"{plan.recipe} stage {s} {stage.size[1]}x{stage.size[0]}"
-        out = sample(velocity_fn, x, sigmas, start=start, guides=guides, stage=s, generator=gen,
-                     progress=desc if progress else False)
-        _check_finite(out.x, "latent", s, stage)
-        image = model.decode(out.x) if (decode_all or s == len(plan.stages) - 1 or
-                                        (s + 1 < len(plan.stages) and plan.stages[s + 1].init.space == "pixel")) else None
-        _check_finite(image, "image", s, stage)
-        info["sigma_start"] = sigma0
-        res = StageResult(index=s, size=stage.size, latent=out.x, image=image, trajectory=out.trajectory,
-                          sigmas=sigmas, start=start, timings=out.timings,
-                          seconds=time.perf_counter() - t0, extra=info)
+        needs_image = decode_all or s == len(plan.stages) - 1 or plan.stages[s + 1].init.space == "pixel"
+        with model.codec.tiling(stage.vae_tiling):
+            res = _run_stage(model, plan, s, results, cond, seed, needs_image, progress)
         results.append(res)
         if on_stage is not None:
             on_stage(res)

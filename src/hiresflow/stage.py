@@ -12,7 +12,8 @@ One step i of a stage (σ_i → σ_{i+1}), always in this order:
     1. x ← guide.before_model(ctx)        each guide, in plan order           (skip residuals)
     2. v  = denoiser(x, ctx)              default: one model call             (DemoFusion: views + dilated)
           a model call = the stage's patches around model.velocity(x, σ_i, cond), nested by `PatchOrder`:
-          INPUT outermost … LAYERS innermost, ties in plan order
+          INPUT outermost … LAYERS innermost, ties in plan order; when v comes back in another frame (the
+          official shifted patchification pads the sample on even steps) x moves to v's frame (`to_frame`)
     3. x̂0_raw = x − σ_i·v                 recorded in the stage's `Trajectory` (the next stage's reference)
     4. v ← guide.correct(ctx)             each guide, in plan order           (HiFlow, I-Max, DiffuseHigh)
     5. x ← x + (σ_{i+1} − σ_i)·v
@@ -37,7 +38,7 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = [
     "StepContext", "VelocityFn", "Trajectory", "StepTimings", "StageEnv", "StageResult",
     "Guide", "GuideConfig", "PatchOrder", "PatchFn", "ModelPatch", "PatchConfig", "Denoiser", "DenoiserConfig",
-    "velocity_from_x0", "require_previous", "X0_EPS",
+    "velocity_from_x0", "require_previous", "to_frame", "X0_EPS",
 ]
 
 X0_EPS = 1e-6  # the official codes' guard in v = (x − x̂0)/(σ + ε)
@@ -69,6 +70,19 @@ class StepContext:
 
 
 VelocityFn = Callable[[torch.Tensor, StepContext], torch.Tensor]
+
+
+def to_frame(t: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Bring t [..., h, w] to the spatial `size` of the current frame by zero-padding or cropping equally on
+    each side (the frame changes on the official shifted-patchification steps: the sample itself is padded)."""
+    dh, dw = size[0] - t.shape[-2], size[1] - t.shape[-1]
+    if dh == 0 and dw == 0:
+        return t
+    if dh >= 0 and dw >= 0:
+        return torch.nn.functional.pad(t, (dw // 2, dw - dw // 2, dh // 2, dh - dh // 2))
+    if dh <= 0 and dw <= 0:
+        return t[..., -dh // 2: t.shape[-2] - (-dh - (-dh) // 2), -dw // 2: t.shape[-1] - (-dw - (-dw) // 2)]
+    raise ValueError(f"cannot bring a {tuple(t.shape[-2:])} tensor to frame {tuple(size)}")
 
 
 def velocity_from_x0(x: torch.Tensor, x0: torch.Tensor, sigma: float, eps: float = X0_EPS) -> torch.Tensor:
@@ -126,13 +140,14 @@ class StageResult:
     index: int
     size: tuple[int, int]
     latent: torch.Tensor
-    image: torch.Tensor | None
+    image: torch.Tensor | None  # decoded, in [0, 1]
     trajectory: Trajectory
     sigmas: torch.Tensor
     start: int
     timings: StepTimings = field(default_factory=StepTimings)
     seconds: float = 0.0
     extra: dict = field(default_factory=dict)
+    image_unclamped: torch.Tensor | None = None  # the same decode before clamping (official init paths)
 
 
 @dataclass

@@ -90,14 +90,20 @@ def gaussian_kernel1d(size: int, sigma: float, device="cpu", dtype=torch.float32
     return _gaussian_kernel_cached(int(size), float(sigma), str(device), dtype)
 
 
-def gaussian_blur(x: torch.Tensor, kernel_size: int, sigma: float) -> torch.Tensor:
-    """Separable 2-D Gaussian blur per channel with reflect padding (as torchvision.transforms.functional)."""
+def gaussian_blur(x: torch.Tensor, kernel_size: int, sigma: float, padding: str = "reflect") -> torch.Tensor:
+    """Separable 2-D Gaussian blur per channel. padding="reflect" as torchvision.transforms.functional (image
+    sharpening), "zeros" as DemoFusion's latent filter (F.conv2d with zero padding)."""
     k = gaussian_kernel1d(kernel_size, sigma, x.device, x.dtype)
     c = x.shape[-3]
     lead = x.shape[:-3]
     y = x.reshape(-1, c, *x.shape[-2:])
     p = kernel_size // 2
-    mode = "reflect" if min(y.shape[-2:]) > p else "replicate"
+    if padding == "zeros":
+        mode = "constant"
+    elif padding == "reflect":
+        mode = "reflect" if min(y.shape[-2:]) > p else "replicate"
+    else:
+        raise ValueError(f"blur padding must be 'reflect' or 'zeros', got {padding!r}")
     y = F.pad(y, (p, p, p, p), mode=mode)
     y = F.conv2d(y, k.view(1, 1, 1, -1).expand(c, 1, 1, -1), groups=c)
     y = F.conv2d(y, k.view(1, 1, -1, 1).expand(c, 1, -1, 1), groups=c)
@@ -124,3 +130,27 @@ def random_unsharp_mask(
     u = float(torch.rand((), generator=generator, dtype=torch.float64))
     sigma = lo + (hi - lo) * u
     return unsharp_mask(x, sigma, kernel_size, amount), sigma
+
+
+WAVELETS = ("haar", "db4")
+
+
+def wavelet_lowpass(x: torch.Tensor, wavelet: str = "haar", level: int = 1) -> torch.Tensor:
+    """Low band of a level-L 2-D DWT, brought back to x's grid (the inverse DWT of the approximation alone).
+
+    "haar": the 2^L block mean (`haar_lowpass`, vectorised in torch). Other wavelets (DiffuseHigh's official
+    "db4", symmetric extension) go through PyWavelets on the CPU over all channels at once; the DWT is perfectly
+    reconstructing, so x − lowpass(x) is exactly the detail bands and swapping low bands equals the official
+    iDWT((LL_guide, details_x)).
+    """
+    if wavelet == "haar":
+        return haar_lowpass(x, level)
+    if wavelet not in WAVELETS:
+        raise ValueError(f"wavelet must be one of {', '.join(WAVELETS)}, got {wavelet!r}")
+    import pywt
+
+    h, w = x.shape[-2:]
+    arr = x.detach().to("cpu", torch.float64).numpy()
+    coeffs = pywt.wavedec2(arr, wavelet, mode="symmetric", level=level, axes=(-2, -1))
+    low = pywt.waverec2([coeffs[0]] + [(None, None, None)] * level, wavelet, mode="symmetric", axes=(-2, -1))
+    return torch.from_numpy(low[..., :h, :w].copy()).to(device=x.device, dtype=x.dtype)

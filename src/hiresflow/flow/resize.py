@@ -18,8 +18,9 @@ def resize_latent(z: torch.Tensor, size: tuple[int, int], mode: str = "bicubic")
     return F.interpolate(z.float(), size=size, mode=mode, **kwargs)
 
 
-def resize_image(img: torch.Tensor, size: tuple[int, int], mode: str = "bicubic") -> torch.Tensor:
-    """Resize images [B, 3, H, W] in [0, 1]; 'lanczos' goes through PIL per image, others through torch."""
+def resize_image(img: torch.Tensor, size: tuple[int, int], mode: str = "bicubic", clamp: bool = True) -> torch.Tensor:
+    """Resize images [B, 3, H, W] in [0, 1]; 'lanczos' goes through PIL per image (8-bit, so always clamped),
+    others through torch (bicubic overshoot kept when clamp=False, as the official pipelines do)."""
     if tuple(img.shape[-2:]) == tuple(size):
         return img
     if mode == "lanczos":
@@ -33,4 +34,5 @@ def resize_image(img: torch.Tensor, size: tuple[int, int], mode: str = "bicubic"
             out.append(torch.from_numpy(np.asarray(pil).copy()).permute(2, 0, 1).float() / 255)
         return torch.stack(out).to(img.device)
     kwargs = {} if mode == "nearest" else {"align_corners": False}
-    return F.interpolate(img.float(), size=size, mode=mode, **kwargs).clamp(0, 1)
+    out = F.interpolate(img.float(), size=size, mode=mode, **kwargs)
+    return out.clamp(0, 1) if clamp else out

@@ -15,7 +15,7 @@ from typing import Iterable
 import torch
 from tqdm.auto import tqdm
 
-from ..stage import Guide, StepContext, StepTimings, Trajectory, VelocityFn
+from ..stage import Guide, StepContext, StepTimings, Trajectory, VelocityFn, to_frame
 
 __all__ = ["StepContext", "Trajectory", "Guide", "StepTimings", "SampleResult", "sample", "VelocityFn"]
 
@@ -56,6 +56,7 @@ def sample(
         raise ValueError(f"invalid step range [{start}, {stop}) for a schedule of {n_total} steps")
     guides = list(guides)
     x = x.to(torch.float32)
+    shape = x.shape
     traj = Trajectory(sigmas=sigmas)
     timings = StepTimings()
     for g in guides:
@@ -73,6 +74,8 @@ def sample(
         v = velocity_fn(ctx.x, ctx).to(torch.float32)
         _sync(v)
         t2 = time.perf_counter()
+        if v.shape[-2:] != ctx.x.shape[-2:]:  # the step runs in another frame (padded sample)
+            ctx.x = to_frame(ctx.x, tuple(v.shape[-2:]))
         ctx.v = v
         ctx.x0_raw = ctx.x - sigma * v
         if record:
@@ -84,6 +87,8 @@ def sample(
         t3 = time.perf_counter()
         timings.model.append(t2 - t1)
         timings.guides.append((t1 - t0) + (t3 - t2))
+    if x.shape != shape:  # a stage ending on a padded step: back to the stage's frame
+        x = to_frame(x, tuple(shape[-2:]))
     for g in guides:
         x = g.end(x)
     return SampleResult(x=x, trajectory=traj, timings=timings)

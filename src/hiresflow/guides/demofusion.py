@@ -2,11 +2,18 @@
 
 In the flow frame every path is a velocity (an Euler step is linear in v, so averaging denoised views equals
 averaging their velocities on a shared σ grid; docs/methods/demofusion.md#local-path, #global-path):
-- local: views of the native latent size, stride = half a view, each shifted by a random integer jitter in
-  [−J, J], J = (view − stride)/4, over a zero-padded canvas; per-pixel average of the view velocities;
-- global (c2): pad to a multiple of s, take the s² interleaved sub-latents x[:, :, i::s, j::s] of a Gaussian-
-  filtered copy (σ_blur = sigma·c3, c3 = 0.99·cf^c3_scale + 0.01, kernel 2s − 1, re-standardised to the
-  unfiltered mean/std), and scatter their velocities back — the step applies to the unfiltered sample;
+- local: views of the native latent size, stride = half a view, each shifted by a random integer jitter of at
+  most J = (view − stride)/4 over a canvas zero-padded by J; official (`jitter_mode="outward"`): interior views
+  move in [−J, J], the first view of an axis only outward [−J, 0], the last only outward [0, J], a view spanning
+  the axis not at all — so every latent pixel stays covered; "symmetric" moves every view in [−J, J];
+  per-pixel average of the view velocities;
+- global (c2): zero-pad to a multiple of s (official: at the top/left, `dilated_pad="top_left"`), take the s²
+  interleaved sub-latents x[:, :, i::s, j::s] of a Gaussian-filtered copy (σ_blur = sigma·c3,
+  c3 = 0.99·cf^c3_scale + 0.01, kernel 2s − 1, zero padding as the official F.conv2d — `blur_padding="reflect"`
+  is the alternative — re-standardised to the unfiltered mean/std), and scatter their velocities back; the
+  step applies to the unfiltered sample. (For ε-prediction U-Nets the official code applies the ε predicted at
+  the blurred input to the unblurred sample; in the flow frame hiresflow applies the velocity instead, which
+  differs by (σ' − σ)·(x_u − x_b)/(1 − σ), weighted by c2 — docs/methods/demofusion.md#global-path.)
 - v = (1 − c2)·v_local + c2·v_global, c2 = cf^c2_scale.
 Phase end: mean/std of the latent reset to those of the native result (`MeanStdResetConfig`).
 All jitter comes from the run's generator. SDXL's per-view crop conditioning is not passed (the adapter
@@ -17,11 +24,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
 
-from ..checks import check_weight
+from ..checks import check_choice, check_weight
 from ..flow.filters import gaussian_blur
 from ..flow.schedule import cosine_factor
 from ..stage import DenoiserConfig, Guide, GuideConfig, StageEnv, StepContext, VelocityFn
@@ -49,8 +57,14 @@ class MultiViewConfig(DenoiserConfig):
     c2_scale: float = 1.0
     c3_scale: float = 1.0
     sigma: float = 1.0
+    jitter_mode: Literal["outward", "symmetric"] = "outward"
+    blur_padding: Literal["zeros", "reflect"] = "zeros"
+    dilated_pad: Literal["top_left", "bottom_right"] = "top_left"
 
     def __post_init__(self) -> None:
+        check_choice("jitter_mode", self.jitter_mode, ("outward", "symmetric"))
+        check_choice("blur_padding", self.blur_padding, ("zeros", "reflect"))
+        check_choice("dilated_pad", self.dilated_pad, ("top_left", "bottom_right"))
         check_weight("c2_scale", self.c2_scale)
         check_weight("c3_scale", self.c3_scale)
         check_weight("sigma", self.sigma)
@@ -114,12 +128,13 @@ class MultiViewDenoiser:
         acc = torch.zeros_like(canvas)
         cnt = torch.zeros_like(canvas[:, :1])
         boxes = []
-        for oy in view_origins(h, view, stride):
-            for ox in view_origins(w, view, stride):
+        ys, xs = view_origins(h, view, stride), view_origins(w, view, stride)
+        for oy in ys:
+            for ox in xs:
                 dy = dx = 0
                 if J:
-                    r = torch.randint(-J // self.patch, J // self.patch + 1, (2,), generator=self.env.generator)
-                    dy, dx = int(r[0]) * self.patch, int(r[1]) * self.patch
+                    dy = self._jitter(oy, ys, h, view, J)
+                    dx = self._jitter(ox, xs, w, view, J)
                 boxes.append((oy + J + dy, ox + J + dx))
         crops = [canvas[..., y : y + view, x0 : x0 + view] for y, x0 in boxes]
         vs = self._batched(crops, ctx)
@@ -129,15 +144,30 @@ class MultiViewDenoiser:
         out = acc / cnt.clamp(min=1)
         return out[..., J : J + h, J : J + w] if J else out
 
+    def _jitter(self, origin: int, origins: list[int], length: int, view: int, J: int) -> int:
+        """A random shift (multiple of the patch size) of one view along one axis."""
+        p = self.patch
+        lo, hi = -J // p, J // p
+        if self.cfg.jitter_mode == "outward":
+            if view >= length:
+                return 0
+            if origin == origins[0]:
+                hi = 0
+            elif origin == origins[-1]:
+                lo = 0
+        return int(torch.randint(lo, hi + 1, (1,), generator=self.env.generator)) * p
+
     def dilated(self, x: torch.Tensor, ctx: StepContext, cf: float) -> torch.Tensor:
         s = self.factor
         h, w = x.shape[-2:]
         m = s * self.patch
         ph, pw = (-h) % m, (-w) % m
-        xp = F.pad(x, (0, pw, 0, ph)) if (ph or pw) else x
+        top = self.cfg.dilated_pad == "top_left"
+        pad = (pw, 0, ph, 0) if top else (0, pw, 0, ph)
+        xp = F.pad(x, pad) if (ph or pw) else x
         c3 = 0.99 * cf**self.cfg.c3_scale + 0.01
         if self.cfg.sigma > 0 and s > 1:
-            blurred = gaussian_blur(xp, 2 * s - 1, self.cfg.sigma * c3)
+            blurred = gaussian_blur(xp, 2 * s - 1, self.cfg.sigma * c3, padding=self.cfg.blur_padding)
             blurred = (blurred - blurred.mean()) / blurred.std() * xp.std() + xp.mean()
         else:
             blurred = xp
@@ -149,7 +179,7 @@ class MultiViewDenoiser:
             for j in range(s):
                 out[..., i::s, j::s] = vs[k]
                 k += 1
-        return out[..., :h, :w]
+        return out[..., ph:, pw:] if top else out[..., :h, :w]
 
     def __call__(self, x: torch.Tensor, ctx: StepContext) -> torch.Tensor:
         cf = cosine_factor(self.env.model.time_fraction(ctx.sigma))

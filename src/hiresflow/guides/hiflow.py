@@ -23,7 +23,7 @@ import torch
 from ..checks import check_choice, check_weight
 from ..flow.filters import butterworth_lowpass, haar_lowpass
 from ..flow.resize import resize_image, resize_latent
-from ..stage import Guide, GuideConfig, StageEnv, StepContext, require_previous, velocity_from_x0
+from ..stage import Guide, GuideConfig, StageEnv, StepContext, require_previous, to_frame, velocity_from_x0
 
 __all__ = ["HiFlowConfig", "HiFlowGuide", "ReferenceFlow"]
 
@@ -43,12 +43,14 @@ class ReferenceFlow:
             return index
         return self.traj.nearest_index(sigma)
 
-    def at(self, index: int, sigma: float) -> torch.Tensor:
+    def at(self, index: int, sigma: float, size: tuple[int, int] | None = None) -> torch.Tensor:
+        """The reference at the current frame `size` (default: the stage's latent size; the official shifted
+        patchification stretches it over the padded frame)."""
         j = self.index_for(index, sigma)
-        if self._cache is not None and self._cache[0] == j:
+        size = tuple(size or self.env.latent_size)
+        if self._cache is not None and self._cache[0] == (j, size):
             return self._cache[1]
         low = self.traj.x0_at(j)
-        size = self.env.latent_size
         if self.space == "pixel":
             model = self.env.model
             img = resize_image(model.decode(low), (size[0] * model.geometry.vae_scale,
@@ -56,7 +58,7 @@ class ReferenceFlow:
             ref = model.encode(img).to(low.device)
         else:
             ref = resize_latent(low, size, self.interpolation)
-        self._cache = (j, ref)
+        self._cache = ((j, size), ref)
         return ref
 
 
@@ -117,7 +119,7 @@ class HiFlowGuide(Guide):
             return ctx.v
         w = self.weight(ctx)
         a, b = self.alpha * w, self.beta * w
-        ref = self.reference.at(ctx.index, ctx.sigma)
+        ref = self.reference.at(ctx.index, ctx.sigma, tuple(ctx.x.shape[-2:]))
         x = ctx.x
         x0 = ctx.x0
         if a > 0:
@@ -125,6 +127,8 @@ class HiFlowGuide(Guide):
         v = velocity_from_x0(x, x0, ctx.sigma)
         v_ref = velocity_from_x0(x, ref, ctx.sigma)
         if b > 0 and self.v_prev is not None:
-            v = v + b * ((self.v_prev + v_ref - self.v_ref_prev) - v)
+            frame = tuple(v.shape[-2:])  # the previous step may have run in the other (padded) frame
+            v_prev, v_ref_prev = to_frame(self.v_prev, frame), to_frame(self.v_ref_prev, frame)
+            v = v + b * ((v_prev + v_ref - v_ref_prev) - v)
         self.v_prev, self.v_ref_prev = v, v_ref
         return v

@@ -21,7 +21,7 @@ import torch
 
 from ..checks import check_choice, check_weight
 from ..flow.filters import haar_lowpass
-from ..stage import Guide, GuideConfig, StageEnv, StepContext, require_previous, velocity_from_x0
+from ..stage import Guide, GuideConfig, StageEnv, StepContext, require_previous, to_frame, velocity_from_x0
 
 __all__ = ["ProjectedFlowConfig", "ProjectedFlowGuide"]
 
@@ -60,7 +60,8 @@ class ProjectedFlowGuide(Guide):
         if cfg.schedule == "disable" or cfg.scale == 0:
             return ctx.v
         v = ctx.v
-        diff = velocity_from_x0(ctx.x, self.G, ctx.sigma) - v  # v_G − v
+        G = to_frame(self.G, tuple(ctx.x.shape[-2:]))  # zero-padded on the official padded steps
+        diff = velocity_from_x0(ctx.x, G, ctx.sigma) - v  # v_G − v
         low = haar_lowpass(diff, cfg.dwt_level)
         c = cfg.scale * self.coefficient(ctx)
         if cfg.schedule == "cosine_decay":

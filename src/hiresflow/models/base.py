@@ -16,8 +16,9 @@ ask (`text_tokens`, `duplicate_text`), and gives training its forward pass and l
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Iterator
 
 import torch
 
@@ -80,8 +81,11 @@ class VaeCodec:
     (decode measures the image side as latent side × the VAE's own factor, 4 for the embedded VAE, 8 for SD/Flux).
     """
 
+    TILING_MODES = ("auto", "diffusers", "always", "never")
+
     def __init__(self, vae, tile_above: int | None = 2048):
         self.vae = vae
+        self.mode = "auto"
         self.scaling = float(getattr(vae.config, "scaling_factor", 1.0) or 1.0)
         self.shift = float(getattr(vae.config, "shift_factor", 0.0) or 0.0)
         self.tile_above = tile_above
@@ -102,10 +106,33 @@ class VaeCodec:
         """Raw VAE latents (posterior mode or sample) → the normalised latents the denoiser sees."""
         return (raw - self.shift) * self.scaling
 
+    @contextmanager
+    def tiling(self, mode: str = "auto") -> Iterator[None]:
+        """Tiling for the encodes and decodes inside the block:
+        "auto" (hiresflow): diffusers' tiling above `tile_above` px per side;
+        "diffusers": `enable_tiling()` — diffusers tiles whatever exceeds its own tile size (the official HiFlow
+            pipeline after its native pass);
+        "always": diffusers' tiled_encode / tiled_decode even below the tile size (the official I-Max pipeline);
+        "never": no tiling."""
+        if mode not in self.TILING_MODES:
+            raise ValueError(f"vae_tiling must be one of {', '.join(self.TILING_MODES)}, got {mode!r}")
+        old = self.mode
+        self.mode = mode
+        try:
+            yield
+        finally:
+            self.mode = old
+            if old != "diffusers" and hasattr(self.vae, "disable_tiling"):
+                self.vae.disable_tiling()
+
     def _tiling(self, side: int) -> None:
-        if self.tile_above is None or not hasattr(self.vae, "enable_tiling"):
+        if not hasattr(self.vae, "enable_tiling"):
             return
-        if side > self.tile_above:
+        if self.mode == "diffusers" or self.mode == "always":
+            self.vae.enable_tiling()
+        elif self.mode == "never" or self.tile_above is None:
+            self.vae.disable_tiling()
+        elif side > self.tile_above:
             self.vae.enable_tiling()
         else:
             self.vae.disable_tiling()
@@ -116,7 +143,12 @@ class VaeCodec:
         vae = self.vae
         self._tiling(max(images.shape[-2:]))
         x = (images * 2 - 1).to(device=vae.device, dtype=vae.dtype)
-        dist = vae.encode(x).latent_dist
+        if self.mode == "always" and hasattr(vae, "_tiled_encode"):
+            from diffusers.models.autoencoders.vae import DiagonalGaussianDistribution
+
+            dist = DiagonalGaussianDistribution(vae._tiled_encode(x))
+        else:
+            dist = vae.encode(x).latent_dist
         if sample:
             noise = torch.randn(dist.mean.shape, generator=generator, dtype=torch.float32)
             z = dist.mean.float() + dist.std.float() * noise.to(dist.mean.device)
@@ -125,11 +157,17 @@ class VaeCodec:
         return self.normalise(z)
 
     @torch.no_grad()
-    def decode(self, z: torch.Tensor) -> torch.Tensor:
+    def decode(self, z: torch.Tensor, clamp: bool = True) -> torch.Tensor:
+        """Images in [0, 1] (clamp=False keeps the decoder's overshoot, as the official pipelines' raw decodes)."""
         vae = self.vae
         self._tiling(max(z.shape[-2:]) * self.factor)
-        img = vae.decode((z / self.scaling + self.shift).to(device=vae.device, dtype=vae.dtype)).sample
-        return ((img.float() + 1) / 2).clamp(0, 1)
+        zz = (z / self.scaling + self.shift).to(device=vae.device, dtype=vae.dtype)
+        if self.mode == "always" and hasattr(vae, "tiled_decode"):
+            img = vae.tiled_decode(zz).sample
+        else:
+            img = vae.decode(zz).sample
+        img = (img.float() + 1) / 2
+        return img.clamp(0, 1) if clamp else img
 
 
 class FlowModel(ABC):
@@ -238,8 +276,8 @@ class FlowModel(ABC):
     def encode(self, images: torch.Tensor, generator: torch.Generator | None = None, sample: bool = False):
         return self.codec.encode(images, generator, sample)
 
-    def decode(self, latents: torch.Tensor) -> torch.Tensor:
-        return self.codec.decode(latents)
+    def decode(self, latents: torch.Tensor, clamp: bool = True) -> torch.Tensor:
+        return self.codec.decode(latents, clamp=clamp)
 
     def noise(self, shape: tuple[int, ...], generator: torch.Generator) -> torch.Tensor:
         """Standard normal noise drawn on the CPU from `generator` (same seed ⇒ same bytes on any device)."""

@@ -120,7 +120,7 @@ class FluxFlowModel(DiTFlowModel):
         if toolkit.text_duplication:
             out.append(TextDuplicationConfig())
         if toolkit.shifted_patches:
-            out.append(ShiftedPatchesConfig())
+            out.append(ShiftedPatchesConfig(frame=toolkit.shift_frame))
         if toolkit.ntk != 1.0 or toolkit.pi_floor:
             out.append(RopeScalingConfig(ntk=toolkit.ntk, pi_floor=toolkit.pi_floor))
         if toolkit.proportional_attention:

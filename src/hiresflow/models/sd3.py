@@ -73,7 +73,7 @@ class SD3FlowModel(DiTFlowModel):
         if toolkit.text_duplication:
             out.append(TextDuplicationConfig())
         if toolkit.shifted_patches:
-            out.append(ShiftedPatchesConfig())
+            out.append(ShiftedPatchesConfig(frame=toolkit.shift_frame))
         out.append(SD3PositionConfig())
         if toolkit.proportional_attention:
             out.append(SD3ProportionalAttentionConfig())

@@ -21,4 +21,5 @@ class DiTToolkit:
     proportional_attention: bool = False
     text_duplication: bool = False
     shifted_patches: bool = False
+    shift_frame: str = "model"  # "model": pad only the model input; "sample": the official padding of the sample
     windowed_attention: float | None = None  # first step fraction with windowed attention; None = off
