@@ -2,7 +2,9 @@
 
 The temporary name carries the process id and a random token, so concurrent runs writing into one folder never
 share one; on any error (or interrupt) the temporary file is removed and the target is left as it was.
-`atomic_files` does the same for a set of files that belong together, renaming them only once all are written.
+`atomic_files` does the same for a set of files that belong together, renaming them only once all are written;
+an interrupt between two renames takes the renamed ones back out (a SIGKILL there leaves them for
+`hiresflow.naming.clean_stale`).
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ import os
 import uuid
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Callable, Iterator, Sequence
 
 __all__ = ["TMP_SUFFIX", "temporary_name", "atomic_path", "atomic_files", "write_text_atomic",
            "write_bytes_atomic"]
@@ -33,19 +35,27 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
 
 
 @contextmanager
-def atomic_files(paths: Sequence[str | os.PathLike]) -> Iterator[list[Path]]:
+def atomic_files(paths: Sequence[str | os.PathLike],
+                 before_last: Callable[[], None] | None = None) -> Iterator[list[Path]]:
     """Yield one temporary path per target; after the block all are renamed into place, in the given order
-    (put the file whose presence marks the set complete last)."""
+    (put the file whose presence marks the set complete last; `before_last` runs just before that rename)."""
     targets = [Path(p) for p in paths]
     tmps = [temporary_name(p) for p in targets]
+    renamed: list[Path] | None = []
     try:
         yield tmps
-        for tmp, target in zip(tmps, targets):
+        for k, (tmp, target) in enumerate(zip(tmps, targets)):
+            if k == len(targets) - 1 and before_last is not None:
+                before_last()
             os.replace(tmp, target)
+            renamed.append(target)
+        renamed = None  # the whole set is in place
     finally:
         for tmp in tmps:
             if tmp.exists():
                 tmp.unlink()
+        for target in renamed or []:  # interrupted between renames: take the partial set back out
+            target.unlink(missing_ok=True)
 
 
 def write_text_atomic(path: str | os.PathLike, text: str) -> Path:

@@ -11,7 +11,9 @@ The set (final, native, sidecar) is written under temporary names and renamed to
 from __future__ import annotations
 
 import json
+import os
 import platform
+import time
 from pathlib import Path
 
 import numpy as np
@@ -92,6 +94,13 @@ def a1111_parameters(record: dict, model_default_guidance: float | None = None) 
     return f"{text}\n{line}"
 
 
+def _save_pause():
+    """HIRESFLOW_SAVE_PAUSE=seconds holds a save just before its final rename — a testing aid for killing a run
+    mid-save (tests/test_output_safety.py)."""
+    pause = float(os.environ.get("HIRESFLOW_SAVE_PAUSE", "0") or 0)
+    return (lambda: time.sleep(pause)) if pause > 0 else None
+
+
 def save_run(result, model, prompt: str, seed: int, out_dir: Path, stem: str, negative_prompt: str = "") -> dict:
     """Write <stem>.png, <stem>-native.png, <stem>.json into out_dir; returns {kind: path}."""
     out_dir = Path(out_dir)
@@ -104,7 +113,7 @@ def save_run(result, model, prompt: str, seed: int, out_dir: Path, stem: str, ne
     info.add_text("parameters", a1111_parameters(record, model.default_guidance))
     info.add_text("hiresflow", json.dumps(record, sort_keys=True, default=str))
     native_img = result.stages[0].image if result.stages[0].image is not None else model.decode(result.stages[0].latent)
-    with atomic_files([native, sidecar, final]) as (t_native, t_sidecar, t_final):
+    with atomic_files([native, sidecar, final], before_last=_save_pause()) as (t_native, t_sidecar, t_final):
         to_pil(native_img).save(t_native, format="PNG")
         t_sidecar.write_text(json.dumps(with_timings(record, result), indent=2, default=str))
         to_pil(result.image).save(t_final, format="PNG", pnginfo=info)

@@ -27,6 +27,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from ..atomic import atomic_path
 from .layout import (BenchItem, BenchLayout, BenchResults, GroupResult, GroupTiming, ReferenceResult, StageTiming,
                      bench_items, image_png, is_done, meta_json, native_png, write_json)
 from .spec import BenchSpec, RecipeEntry
@@ -166,15 +167,17 @@ def generate_all(spec: BenchSpec, out: Path | BenchLayout, device: str | None = 
 
 
 def _load_png(path: Path) -> np.ndarray:
-    with Image.open(path) as im:
-        return np.asarray(im.convert("RGB"), dtype=np.uint8)
+    try:
+        with Image.open(path) as im:
+            return np.asarray(im.convert("RGB"), dtype=np.uint8)
+    except (OSError, SyntaxError, ValueError) as err:
+        raise ValueError(f"unreadable image {path} ({err}); delete it and rerun the bench to regenerate it") from None
 
 
 def _save_png(path: Path, arr: np.ndarray) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    Image.fromarray(arr).save(tmp, format="PNG")
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        Image.fromarray(arr).save(tmp, format="PNG")
 
 
 def reference_images(spec: BenchSpec, items: list[BenchItem], out: Path | BenchLayout,

@@ -35,6 +35,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..atomic import atomic_path
 from .score import MetricUnavailable
 
 __all__ = [
@@ -238,9 +239,9 @@ class InceptionFeatures:
         if self.cache_dir is not None:
             d = self.cache_dir / key[:2]
             d.mkdir(parents=True, exist_ok=True)
-            tmp = d / f".{key}.{os.getpid()}.tmp.npy"
-            np.save(tmp, feat)
-            os.replace(tmp, d / f"{key}.npy")
+            with atomic_path(d / f"{key}.npy") as tmp:
+                with open(tmp, "wb") as fh:
+                    np.save(fh, feat)
 
     # ------------------------------------------------------------------ features
 

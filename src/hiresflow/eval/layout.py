@@ -24,11 +24,11 @@ ground-truth size. `to_dict` / `from_dict` round-trip the JSON exactly (key orde
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
+from ..atomic import write_text_atomic
 from .score import Score
 from .spec import BenchSpec, PromptItem, slug
 
@@ -89,10 +89,7 @@ def is_done(folder: Path, stem: str) -> bool:
 
 def write_json(path: Path, data: Any, indent: int = 2) -> None:
     """Atomic JSON write (temporary file, then rename)."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=indent, default=str))
-    os.replace(tmp, path)
+    write_text_atomic(path, json.dumps(data, indent=indent, default=str))
 
 
 # ------------------------------------------------------------------ folders
@@ -367,9 +364,7 @@ class BenchResults:
         return cls.from_dict(json.loads(text))
 
     def save(self, layout: BenchLayout) -> None:
-        tmp = layout.results_json.with_name(".results.json.tmp")
-        tmp.write_text(self.to_json())
-        tmp.replace(layout.results_json)
+        write_text_atomic(layout.results_json, self.to_json())
 
     @classmethod
     def load(cls, layout: BenchLayout) -> "BenchResults":

@@ -20,6 +20,7 @@ from typing import Sequence
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+from ..atomic import atomic_path, write_text_atomic
 from . import metrics as registry
 from .layout import BenchLayout, BenchResults, GroupResult, ReferenceResult, bench_items, image_png
 from .metrics import QUALITY, SEEDS, Metric
@@ -302,7 +303,8 @@ def line_plot(series: dict[str, list[tuple[float, float]]], path: Path, title: s
         ly_ = mt + 8 + 18 * k
         d.line([W - mr + 10, ly_ + 6, W - mr + 30, ly_ + 6], fill=col, width=3)
         d.text((W - mr + 36, ly_), _fit(name, d, font, mr - 40), fill=(0, 0, 0), font=font)
-    img.save(path)
+    with atomic_path(path) as tmp:
+        img.save(tmp, format="PNG")
 
 
 #: WebP quality of grids: about a tenth of the PNG size at ≈ 41–44 dB PSNR to the lossless grid
@@ -312,12 +314,11 @@ GRID_WEBP_QUALITY = 90
 def _save_grid(img: Image.Image, path: Path) -> None:
     """Write a grid compressed: WebP (lossy, `GRID_WEBP_QUALITY`) or optimised PNG, by the file's suffix."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    if path.suffix == ".webp":
-        img.save(tmp, format="WEBP", quality=GRID_WEBP_QUALITY, method=6)
-    else:
-        img.save(tmp, format="PNG", optimize=True)
-    tmp.replace(path)
+    with atomic_path(path) as tmp:
+        if path.suffix == ".webp":
+            img.save(tmp, format="WEBP", quality=GRID_WEBP_QUALITY, method=6)
+        else:
+            img.save(tmp, format="PNG", optimize=True)
 
 
 def _grids(results: BenchResults, spec: BenchSpec, layout: BenchLayout) -> list[str]:
@@ -379,5 +380,5 @@ def write_reports(results: BenchResults | dict, spec: BenchSpec, out: Path | Ben
         log(f"grids of {', '.join(absent)} not redrawn: their per-image files are absent from {layout.images} "
             f"(`hiresflow bench SPEC --out {layout.root}` regenerates them; existing grids are kept)")
     _plot(results, spec, layout)
-    layout.results_md.write_text(markdown_report(results, spec, layout))
+    write_text_atomic(layout.results_md, markdown_report(results, spec, layout))
     return absent

@@ -182,8 +182,11 @@ def load_model(name_or_path: str, device: str | torch.device | None = None,
         raise TypeError(f"dtype must be a torch.dtype such as torch.float16, got {dtype!r}")
     if dtype is None and torch.device(device).type == "cpu":
         dtype = torch.float32
-    pipe, card = load_pipeline(name_or_path, dtype)
-    pipe.to(device)
+    from ..quiet import quiet_libraries
+
+    with quiet_libraries():
+        pipe, card = load_pipeline(name_or_path, dtype)
+        pipe.to(device)
     if hasattr(pipe, "set_progress_bar_config"):
         pipe.set_progress_bar_config(disable=True)
     return wrap_pipeline(pipe, name=name_or_path, card=card)

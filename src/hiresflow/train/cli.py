@@ -46,6 +46,35 @@ MIX_HELP = "share of full-scene views in the latent cache, the rest close-ups (d
 STOP_HELP = "stop after this many steps of this invocation (checkpointed; rerun to continue)"
 
 
+def _json_option(text: str | None, flag: str) -> dict | None:
+    if not text:
+        return None
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{flag} must be a JSON object such as '{{\"num_layers\": 4}}' ({err.msg})") from None
+    if not isinstance(value, dict):
+        raise ValueError(f"{flag} must be a JSON object such as '{{\"num_layers\": 4}}', got {text!r}")
+    return value
+
+
+def _guarded(fn):
+    """Bad options give a one-line error (exit 2) instead of a traceback."""
+    import functools
+
+    from .common import ConfigMismatch
+
+    @functools.wraps(fn)
+    def run(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except (ValueError, ConfigMismatch, FloatingPointError) as err:
+            typer.echo(f"error: {err}", err=True)
+            raise typer.Exit(code=2)
+
+    return run
+
+
 def _finish(result: dict) -> None:
     typer.echo(json.dumps({k: v for k, v in result.items()}, indent=2, default=str))
     if result.get("signal"):
@@ -54,6 +83,7 @@ def _finish(result: dict) -> None:
 
 
 @app.command()
+@_guarded
 def vae(
     ctx: typer.Context,
     name: str = typer.Option("vae", help="run name (folder under --runs)"),
@@ -81,12 +111,12 @@ def vae(
     from .data import world_source
     from .vae import VaeOptions, train_vae
 
-    _record_command(ctx, runs, name)
     spec = _spec(name, runs, seed, steps, batch, threads, lr, warmup, ckpt_every, sample_every, stop_after)
     opts = VaeOptions(crop=crop, sizes=tuple(int(s) for s in sizes.split(",")), kl_weight=kl_weight,
                       grad_weight=grad_weight, ema_decay=ema,
                       config=dict(block_out_channels=tuple(int(c) for c in channels.split(",")),
                                   layers_per_block=layers, norm_num_groups=groups))
+    _record_command(ctx, runs, name)
     _finish(train_vae(spec, opts, world_source(source)))
 
 
@@ -96,15 +126,16 @@ def _diffusion(ctx, kind, name, runs, seed, steps, batch, threads, lr, warmup, v
     from .data import world_source
     from .diffusion import DiffusionOptions, train_diffusion
 
-    _record_command(ctx, runs, name)
     spec = _spec(name, runs, seed, steps, batch, threads, lr, warmup, ckpt_every, sample_every, stop_after)
     opts = DiffusionOptions(kind=kind, vae=vae_dir, cache_n=cache_n, p_uncond=p_uncond, ema_decay=ema,
                             logit_mean=logit_mean, logit_std=logit_std, full_fraction=full_fraction,
-                            denoiser=json.loads(denoiser) if denoiser else None)
+                            denoiser=_json_option(denoiser, "--transformer/--unet"))
+    _record_command(ctx, runs, name)
     _finish(train_diffusion(spec, opts, world_source(source)))
 
 
 @app.command()
+@_guarded
 def flux(
     ctx: typer.Context,
     name: str = typer.Option("flux", help="run name (folder under --runs)"),
@@ -134,6 +165,7 @@ def flux(
 
 
 @app.command()
+@_guarded
 def sd(
     ctx: typer.Context,
     name: str = typer.Option("sd", help="run name (folder under --runs)"),
@@ -161,6 +193,7 @@ def sd(
 
 
 @app.command()
+@_guarded
 def export(
     runs: str = typer.Option("runs"),
     flux_run: str = typer.Option("flux", "--flux", help="run name of tiny-flux ('' to skip)"),

@@ -191,6 +191,29 @@ class TrainSpec:
     # fields that may change between a run and its resumption
     MUTABLE = ("runs", "steps", "threads", "ckpt_every_s", "log_every", "sample_every", "progress", "stop_after")
 
+    def __post_init__(self) -> None:
+        def positive_int(name, v, minimum=1):
+            if isinstance(v, bool) or not isinstance(v, int) or v < minimum:
+                raise ValueError(f"--{name.replace('_', '-')} must be an integer >= {minimum}, got {v!r}")
+
+        if not self.name or "/" in self.name or self.name in (".", ".."):
+            raise ValueError(f"--name must be a plain folder name, got {self.name!r}")
+        positive_int("steps", self.steps)
+        positive_int("batch", self.batch)
+        positive_int("warmup", self.warmup, 0)
+        positive_int("log_every", self.log_every)
+        positive_int("sample_every", self.sample_every, 0)
+        if self.threads is not None:
+            positive_int("threads", self.threads)
+        if self.stop_after is not None:
+            positive_int("stop_after", self.stop_after)
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or not 0 <= self.seed < 2**63:
+            raise ValueError(f"--seed must be an integer in 0…2**63-1, got {self.seed!r}")
+        if not (isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and 0 < self.lr < 1):
+            raise ValueError(f"--lr must be a number in (0, 1), got {self.lr!r}; e.g. --lr 0.0005")
+        if not (isinstance(self.ckpt_every_s, (int, float)) and self.ckpt_every_s > 0):
+            raise ValueError(f"--ckpt-every must be > 0 seconds, got {self.ckpt_every_s!r}")
+
     def identity(self) -> dict:
         d = asdict(self)
         return {k: _jsonable(v) for k, v in d.items() if k not in self.MUTABLE}

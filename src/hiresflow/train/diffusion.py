@@ -49,6 +49,22 @@ class DiffusionOptions:
     grad_clip: float = 1.0
     extra: dict = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        if self.kind not in ("flux", "sd"):
+            raise ValueError(f"kind must be 'flux' or 'sd', got {self.kind!r}")
+        if not 0 <= self.p_uncond < 1:
+            raise ValueError(f"--p-uncond must lie in [0, 1), got {self.p_uncond!r}")
+        if not 0 <= self.ema_decay < 1:
+            raise ValueError(f"--ema must lie in [0, 1), got {self.ema_decay!r}")
+        if isinstance(self.cache_n, bool) or not isinstance(self.cache_n, int) or self.cache_n < 1:
+            raise ValueError(f"--cache-n must be a positive integer, got {self.cache_n!r}")
+        if self.full_fraction is not None and not 0 <= self.full_fraction <= 1:
+            raise ValueError(f"--full-fraction must lie in [0, 1], got {self.full_fraction!r}")
+        if not self.logit_std > 0:
+            raise ValueError(f"--logit-std must be > 0, got {self.logit_std!r}")
+        if self.size < 8 or self.size % 8:
+            raise ValueError(f"size must be a positive multiple of 8 px, got {self.size!r}")
+
 
 @torch.no_grad()
 def preview(pipe, prompts: list[str], *, seed: int = 0, steps: int = 20, guidance: float = 4.0,

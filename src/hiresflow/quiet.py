@@ -1,0 +1,38 @@
+"""Keep the libraries quiet while hiresflow loads models: no optional-backend notices, deprecation warnings or
+per-component loading bars on a normal run. Everything is restored when the block ends, so a user's own logging
+and progress settings are untouched."""
+
+from __future__ import annotations
+
+import warnings
+from contextlib import contextmanager
+from typing import Iterator
+
+__all__ = ["quiet_libraries"]
+
+
+@contextmanager
+def quiet_libraries() -> Iterator[None]:
+    import diffusers.utils.logging as dlog
+    import transformers.utils.logging as tlog
+
+    levels = (tlog.get_verbosity(), dlog.get_verbosity())
+    bars = (tlog.is_progress_bar_enabled(), dlog.is_progress_bar_enabled())
+    tlog.set_verbosity_error()
+    dlog.set_verbosity_error()
+    tlog.disable_progress_bar()
+    dlog.disable_progress_bar()
+    try:
+        with warnings.catch_warnings():
+            for module in ("diffusers", "transformers", "huggingface_hub", "torch"):
+                warnings.filterwarnings("ignore", category=FutureWarning, module=module)
+                warnings.filterwarnings("ignore", category=DeprecationWarning, module=module)
+            warnings.filterwarnings("ignore", message=".*torchvision.*")
+            yield
+    finally:
+        tlog.set_verbosity(levels[0])
+        dlog.set_verbosity(levels[1])
+        if bars[0]:
+            tlog.enable_progress_bar()
+        if bars[1]:
+            dlog.enable_progress_bar()
