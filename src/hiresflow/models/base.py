@@ -187,6 +187,16 @@ class FlowModel(ABC):
         """This family's patch configs for the DiT toolkit switches (`hiresflow.patches.toolkit.DiTToolkit`)."""
         return []
 
+    def unet_patches(self, toolkit, strict: bool = True) -> list[PatchConfig]:
+        """This family's patch configs for the U-Net method switches (`hiresflow.patches.unet_toolkit.UNetToolkit`).
+
+        Families without a U-Net: no patches when nothing is switched on or `strict` is False (FreeScale then
+        runs its cascade only), else a one-line error."""
+        if toolkit.empty or not strict:
+            return []
+        raise ValueError(f"RAU-Net, MSW-MSA, dilated convolution, scale fusion and FreeU are U-Net methods; "
+                         f"{self.name!r} is a {self.family} transformer; use hiflow, imax or another recipe")
+
     def text_tokens(self, cond: Any) -> int:
         """Length of one copy of the encoded text sequence."""
         return int(cond.prompt_embeds.shape[1])
