@@ -90,6 +90,8 @@ class WindowedSelfAttention:
         if encoder_hidden_states is not None or hidden_states.ndim != 3:  # not plain self-attention: leave it
             return self.inner(attn, hidden_states, encoder_hidden_states, attention_mask, temb, **kwargs)
         grid = self.patch.grids[self.transformer]
+        if grid[0] * grid[1] != hidden_states.shape[1]:  # a window of another patch (scale fusion): as is
+            return self.inner(attn, hidden_states, None, attention_mask, temb, **kwargs)
         k = self.patch.shifts[self.block]
         odd = self.patch.odd
         xw, state = window_partition(hidden_states, grid, k, odd)

@@ -104,6 +104,8 @@ class ScaleFusedAttention:
             return glob
         p = self.patch
         H, W = p.grids[self.transformer]
+        if H * W != hidden_states.shape[1]:  # a window of another patch (MSW-MSA): leave it global
+            return glob
         wh = max(1, round(H * p.native_latent[0] / p.latent[0]))
         ww = max(1, round(W * p.native_latent[1] / p.latent[1]))
         if wh >= H and ww >= W:
