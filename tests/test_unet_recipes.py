@@ -89,10 +89,10 @@ def test_recipes_cli_lists_every_parameter():
             assert f"{key} = " in res.output, (name, key)
 
 
-@pytest.mark.parametrize("method,steps", [("hidiffusion", "steps=3"), ("freescale", "steps=4")])
-def test_generate_on_tiny_sd(tmp_path, method, steps):
+@pytest.mark.parametrize("method,steps,scale", [("hidiffusion", "steps=3", 4), ("freescale", "steps=4", 2)])
+def test_generate_on_tiny_sd(tmp_path, method, steps, scale):
     res = runner.invoke(app, ["generate", "a yellow sun over green hills", "--model", "tiny-sd", "--method", method,
-                              "--scale", "4", "--out", str(tmp_path), "--set", steps, "--quiet"])
+                              "--scale", str(scale), "--out", str(tmp_path), "--set", steps, "--quiet"])
     assert res.exit_code == 0, res.output
     final = [p for p in tmp_path.iterdir() if p.suffix == ".png" and "native" not in p.name]
-    assert len(final) == 1 and Image.open(final[0]).size == (256, 256)
+    assert len(final) == 1 and Image.open(final[0]).size == (64 * scale, 64 * scale)

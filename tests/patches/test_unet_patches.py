@@ -215,7 +215,7 @@ def test_removal_after_an_error_mid_call_restores(tiny_sd_model):
 def test_separate_cond_uncond_calls_equal_the_batched_call(tiny_sd_model):
     """Two model calls in one step (cond and uncond apart) see the same step, shifts and jitter as one call."""
     model = tiny_sd_model
-    cond, x, _ = _setup(model, (256, 192))
+    cond, x, _ = _setup(model, (192, 128))
     unet = model.unet
     x_t = model.ddpm.model_input(x, 0.6)
     t = torch.full((1,), model.ddpm.timestep(0.6))
@@ -227,7 +227,7 @@ def test_separate_cond_uncond_calls_equal_the_batched_call(tiny_sd_model):
     def one(k):
         return lambda xx, ctx, c: unet(xx, t, encoder_hidden_states=text[k], return_dict=False)[0]
 
-    env = Env(model, (256, 192), first=(64, 48))
+    env = Env(model, (192, 128), first=(64, 48))
     for cfgs in ([RAUNetConfig(t1=1.0, t2=1.0), MSWMSAConfig()], [DilatedConvConfig(tau=1.0), ScaleFusionConfig(),
                                                                     FreeUConfig()]):
         ctx = _ctx(step=3)
