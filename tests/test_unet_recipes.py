@@ -77,6 +77,11 @@ def test_dit_models(tiny_flux):
     assert "\n" not in str(err.value)
     plan = build_plan("freescale", flux, scale=2)  # cascade only: the internals are U-Net patches
     assert all(not st.patches for st in plan.stages)
+    from hiresflow.patches.rau_net import RAUNetConfig
+
+    env = type("E", (), {"model": flux})()
+    with pytest.raises(ValueError, match="RAU-Net applies to sd models; 'tiny' is flux"):
+        RAUNetConfig().build(env)
 
 
 def test_recipes_cli_lists_every_parameter():

@@ -39,6 +39,8 @@ class SDCond:
 class SDFlowModel(FlowModel):
     """SD1.x/2.x and SDXL. σ grids follow the scheduler's timestep spacing, ending at σ = 0."""
 
+    family = "sd"  # "sdxl" on SDXL instances
+
     def __init__(self, pipe, name: str = "sd", native: int | None = None):
         self.pipe = pipe
         self.name = name
