@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from hiresflow.flow.sampler import StepContext
-from hiresflow.models.loading import load_model, wrap_pipeline
+from hiresflow.models.loading import load_model
 from hiresflow.patches.base import compose_patches
 from hiresflow.patches.dilated_conv import DilatedConvConfig, stage_dilation
 from hiresflow.patches.freeu import FreeUConfig, fourier_filter, freeu_factors
@@ -121,11 +121,11 @@ def test_gaussian_blur_equals_the_official_3d_convolution():
 
 
 def test_scale_fusion_windows_follow_the_official_views():
-    starts, w, r = axis_windows(32, 16, None)  # stride 8: ⌊(32 − 16)/8 − 1e-6⌋ + 2 = 3 views
+    starts, w, r = axis_windows(32, 16)  # stride 8: ⌊(32 − 16)/8 − 1e-6⌋ + 2 = 3 views
     assert (starts, w, r) == ([0, 8, 16], 16, 2)
-    assert axis_windows(40, 16, None)[0] == [0, 8, 16, 24]
-    assert axis_windows(36, 16, None)[0] == [0, 8, 16, 20]  # the last view ends at the border
-    assert axis_windows(16, 16, None)[0] == [0] and axis_windows(8, 4, None)[2] == 0
+    assert axis_windows(40, 16)[0] == [0, 8, 16, 24]
+    assert axis_windows(36, 16)[0] == [0, 8, 16, 20]  # the last view ends at the border
+    assert axis_windows(16, 16)[0] == [0] and axis_windows(8, 4)[2] == 0
 
 
 def test_fourier_filter_and_freeu_roles(tiny_sd_model):

@@ -65,7 +65,7 @@ def fuse(local: torch.Tensor, glob: torch.Tensor, size: int, sigma: float = 1.0,
     return gaussian_blur(local, size, sigma, mode) + (glob - gaussian_blur(glob, size, sigma, mode))
 
 
-def axis_windows(length: int, window: int, gen: torch.Generator | None, jitter: bool = True):
+def axis_windows(length: int, window: int, jitter: bool = True):
     """Window starts along one axis (in coordinates of the map padded by r = window // 8 on both sides) and r.
 
     Views: n = ⌊(L − w)/stride − 10⁻⁶⌋ + 2 starts at k·stride (stride = w // 2), the last moved back to end at L;
@@ -74,11 +74,7 @@ def axis_windows(length: int, window: int, gen: torch.Generator | None, jitter: 
     stride = max(window // 2, 1)
     n = int((length - window) / stride - 1e-6) + 2 if length > window else 1
     r = window // 8 if jitter else 0
-    out = []
-    for i in range(n):
-        s = min(i * stride, length - window)
-        out.append(s)
-    return out, window, r
+    return [min(i * stride, length - window) for i in range(n)], window, r
 
 
 def _jitter(start: int, window: int, length: int, r: int, gen: torch.Generator) -> int:
@@ -112,8 +108,8 @@ class ScaleFusedAttention:
             return glob
         B, N, C = hidden_states.shape
         gen = torch.Generator().manual_seed(derived_seed(p.seed, "scale_fusion", p.step, self.block))
-        hs, wh, rh = axis_windows(H, wh, gen, p.cfg.jitter)
-        ws, ww, rw = axis_windows(W, ww, gen, p.cfg.jitter)
+        hs, wh, rh = axis_windows(H, wh, p.cfg.jitter)
+        ws, ww, rw = axis_windows(W, ww, p.cfg.jitter)
         x = hidden_states.view(B, H, W, C)
         xp = F.pad(x, (0, 0, rw, rw, rh, rh))
         views = []
