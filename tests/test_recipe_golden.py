@@ -6,6 +6,8 @@ guards that refactors of the core leave outputs bit-identical. Exact hashes are 
 recorded on (`torch.backends.cpu.get_cpu_capability()`); elsewhere the channel means must agree to 0.5 levels.
 
 Re-record (only when outputs change on purpose, e.g. a new default): HIRESFLOW_RECORD_GOLDEN=1 pytest this file.
+`freescale` is recorded as the cascade alone (`internals=False`, the recipe's behaviour when the file was recorded);
+its U-Net internals are tested in tests/patches/test_unet_patches.py.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ GOLDEN = Path(__file__).parent / "golden" / "recipes-2x.json"
 RECORD = os.environ.get("HIRESFLOW_RECORD_GOLDEN") == "1"
 FAST = {"direct": dict(steps=4), "upscale": dict(steps=4), "sdedit": dict(steps=6),
         "imax": dict(steps=4, hires_steps=4), "hiflow": dict(base_steps=6, stage_steps=(3,)),
-        "demofusion": dict(steps=3, view_batch=64), "freescale": dict(steps=5),
+        "demofusion": dict(steps=3, view_batch=64), "freescale": dict(steps=5, internals=False),
         "diffusehigh": dict(steps=5, dwt_steps=2)}
 MODELS = {"tiny-flux": "tiny-flux-v1", "tiny-sd": "tiny-sd-v1"}  # frozen v1 weights
 

@@ -280,20 +280,66 @@ def demofusion(model: FlowModel, native, target, steps: int | None = None, c1_sc
     return Plan("demofusion", stages)
 
 
+def unet_patches(model: FlowModel, strict: bool = True, **switches) -> list:
+    """The U-Net methods' patches for a stage, as the model's family implements them (`FlowModel.unet_patches`;
+    switches are the fields of `hiresflow.patches.unet_toolkit.UNetToolkit`)."""
+    from .patches.unet_toolkit import UNetToolkit
+
+    return model.unet_patches(UNetToolkit(**switches), strict=strict)
+
+
+def hidiffusion(model: FlowModel, native, target, steps: int | None = None, rau_net: bool = True,
+                msw_msa: bool = True, t1: float | None = None, t2: float | None = None,
+                aggressive: bool | None = None, turbo: bool | None = None, window_shift: int | None = None,
+                odd_windows: str = "resize", shift: float | None = None, guidance: float | None = None) -> Plan:
+    """HiDiffusion: one pass at the target size from pure noise with RAU-Net and MSW-MSA (U-Net models only).
+
+    RAU-Net thresholds from the official table (t1/t2 = 0.4/0 below 4× native, 0.7/0.3 at ≥ 4×; SDXL's aggressive
+    schedule below 4×; Turbo 0.5), MSW-MSA on the top attention blocks with the seeded random diagonal shift
+    (`window_shift=k` fixes it); either switch turns its part off. Steps: the model's default (50 on SD).
+    The official README samples with DDIM η = 1; hiresflow's sampler is deterministic DDIM (η = 0)."""
+    patches = unet_patches(model, strict=True, rau_net=rau_net, rau_t1=t1, rau_t2=t2, aggressive=aggressive,
+                           turbo=turbo, msw_msa=msw_msa, window_shift=window_shift, odd_windows=odd_windows)
+    st = Stage(size=target, schedule=ScheduleSpec(steps=_steps(model, steps), shift=shift), patches=patches,
+               guidance=guidance, name="hidiffusion")
+    return Plan("hidiffusion", [st])
+
+
 def freescale(model: FlowModel, native, target, steps: int | None = None, restart: float = 0.3,
-              cosine_scale: float = 2.0, guidance: float | None = None, stage_sizes=None,
-              clamp_init: str = "none") -> Plan:
-    """FreeScale tailored self-cascade (×2, ×4): pixel-space upsampling with a posterior sample, restart at
-    int(restart·N), skip residual with cf^cosine_scale. Dilated convolution, scale fusion and FreeU are U-Net
-    patches (not part of this cascade recipe)."""
+              cosine_scale: float | None = None, guidance: float | None = None, stage_sizes=None,
+              internals: bool = True, dilated_conv: bool = True, dilation: int | None = None,
+              dilate_tau: float = 0.7, scale_fusion: bool = True, gaussian: str = "3d", freeu: bool = True,
+              b1: float = 1.1, b2: float = 1.2, s1: float = 0.6, s2: float = 0.4, freeu_mode: str = "channels",
+              mask: str | None = None, cosine_scale_bg: float = 0.5, clamp_init: str = "none") -> Plan:
+    """FreeScale: tailored self-cascade (×2, ×4) with its U-Net internals, official defaults.
+
+    Cascade: pixel-space upsampling with a posterior sample, restart at int(restart·N), skip residual with
+    cf^cosine_scale (2; 3 when a `mask` is given, the official detail-control setting). Internals on U-Net models:
+    restrained dilated convolution (d = stage width // native width, schedule index < int(dilate_tau·N)), scale
+    fusion in every self-attention (3-D Gaussian as the official code; gaussian="2d" spatial only), FreeU
+    (b1 1.1, b2 1.2, s1 0.6, s2 0.4, on every stage including the native one, as the official scripts).
+    `mask=PATH`: region-aware detail control, exponent m·cosine_scale + (1 − m)·cosine_scale_bg per pixel.
+    `internals=False` is the cascade alone (the previous recipe); DiT models (Flux, SD3) always run the cascade
+    alone, since the internals are U-Net patches. `clamp_init="none"` (official) encodes the upsampled image with
+    its bicubic overshoot."""
     if not 0 <= restart < 1:
         raise ValueError(f"restart must lie in [0, 1), got {restart!r}; e.g. restart=0.3")
+    if cosine_scale is None:
+        cosine_scale = 3.0 if mask else 2.0
     n = _steps(model, steps)
-    stages = [_native_stage(model, native, n, guidance=guidance)]
+    on = bool(internals)
+    native_patches = unet_patches(model, strict=False, freeu=on and freeu, b1=b1, b2=b2, s1=s1, s2=s2,
+                                  freeu_mode=freeu_mode)
+    stages = [Stage(size=native, schedule=ScheduleSpec(steps=n), guidance=guidance, patches=native_patches,
+                    name="native")]
     for j, size in enumerate(_stages(model, native, target, stage_sizes)):
+        patches = unet_patches(model, strict=False, dilated_conv=on and dilated_conv, dilation=dilation,
+                               dilate_tau=dilate_tau, scale_fusion=on and scale_fusion, gaussian=gaussian,
+                               freeu=on and freeu, b1=b1, b2=b2, s1=s1, s2=s2, freeu_mode=freeu_mode)
         stages.append(Stage(size=size, schedule=ScheduleSpec(steps=n, start=int(restart * n)),
                             init=InitSpec("upsampled", "pixel", "bicubic", None, "sample", clamp_init),
-                            guides=[SkipResidualConfig(cosine_scale)], guidance=guidance, name=f"freescale{j + 1}"))
+                            guides=[SkipResidualConfig(cosine_scale, mask=mask, cosine_scale_bg=cosine_scale_bg)],
+                            guidance=guidance, patches=patches, name=f"freescale{j + 1}"))
     return Plan("freescale", stages)
 
 
@@ -339,7 +385,8 @@ RECIPES: dict[str, Recipe] = {
         Recipe("hiflow", hiflow, "HiFlow cascade: flow-aligned init, direction and acceleration guidance"),
         Recipe("imax", imax, "I-Max projected flow toward the upsampled native result"),
         Recipe("demofusion", demofusion, "DemoFusion phases: skip residual, dilated sampling, local views"),
-        Recipe("freescale", freescale, "FreeScale self-cascade with restart and cosine skip residual"),
+        Recipe("freescale", freescale, "FreeScale self-cascade with dilated conv, scale fusion and FreeU (U-Nets)"),
+        Recipe("hidiffusion", hidiffusion, "HiDiffusion: RAU-Net and MSW-MSA in one pass at the target (U-Nets)"),
         Recipe("diffusehigh", diffusehigh, "DiffuseHigh: re-noise and DWT low-band structure guidance"),
     ]
 }

@@ -129,7 +129,7 @@ def _run_stage(model: FlowModel, plan: Plan, s: int, results: list[StageResult],
     guides = [g.build(env) for g in stage.guides]
 
     def core(xx, ctx, c):
-        return model.velocity(xx, ctx.sigma, c, guidance=stage.guidance)
+        return model.velocity(xx, ctx.sigma, c, guidance=stage.guidance, ctx=ctx)
 
     patched = compose_patches(core, [p.build(env) for p in stage.patches])
 

@@ -1,7 +1,7 @@
 """The one model interface every method works against: a rectified flow in an unpacked latent space.
 
 A `FlowModel` exposes
-- `velocity(x, σ, cond, guidance=…)`: v = ε − x0 for latents x of shape [B, C, h, w] (packing, CFG and
+- `velocity(x, σ, cond, guidance=…, ctx=…)`: v = ε − x0 for latents x of shape [B, C, h, w] (packing, CFG and
   DDPM rescaling happen inside the adapter),
 - `schedule(steps, size, …)`: the model's σ grid for a stage size, computed by `hiresflow.flow.schedule`,
 - `encode` / `decode` between images in [0, 1] ([B, 3, H, W]) and normalised latents,
@@ -22,7 +22,7 @@ from typing import Any, Iterator
 
 import torch
 
-from ..stage import PatchConfig
+from ..stage import PatchConfig, StepContext
 
 __all__ = ["LatentGeometry", "FlowModel", "VaeCodec", "parse_size", "adapter_classes"]
 
@@ -197,8 +197,10 @@ class FlowModel(ABC):
         cond: Any,
         *,
         guidance: float | None = None,
+        ctx: StepContext | None = None,
     ) -> torch.Tensor:
-        """Flow velocity v = ε − x0 (float32) for latents x [B, C, h, w] at noise level σ."""
+        """Flow velocity v = ε − x0 (float32) for latents x [B, C, h, w] at noise level σ. `ctx` (the step) is
+        for step-dependent conditioning — the SD adapter's ControlNet ends at a fraction of the steps."""
 
     @abstractmethod
     def schedule(
@@ -239,6 +241,16 @@ class FlowModel(ABC):
     def toolkit_patches(self, toolkit) -> list[PatchConfig]:
         """This family's patch configs for the DiT toolkit switches (`hiresflow.patches.toolkit.DiTToolkit`)."""
         return []
+
+    def unet_patches(self, toolkit, strict: bool = True) -> list[PatchConfig]:
+        """This family's patch configs for the U-Net method switches (`hiresflow.patches.unet_toolkit.UNetToolkit`).
+
+        Families without a U-Net: no patches when nothing is switched on or `strict` is False (FreeScale then
+        runs its cascade only), else a one-line error."""
+        if toolkit.empty or not strict:
+            return []
+        raise ValueError(f"RAU-Net, MSW-MSA, dilated convolution, scale fusion and FreeU are U-Net methods; "
+                         f"{self.name!r} is a {self.family} transformer; use hiflow, imax or another recipe")
 
     def text_tokens(self, cond: Any) -> int:
         """Length of one copy of the encoded text sequence."""

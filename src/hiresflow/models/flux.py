@@ -184,7 +184,7 @@ class FluxFlowModel(DiTFlowModel):
         return unpack_latents(out.float(), h, w, p)
 
     @torch.no_grad()
-    def velocity(self, x, sigma, cond: FluxCond, *, guidance=None):
+    def velocity(self, x, sigma, cond: FluxCond, *, guidance=None, ctx=None):
         v = self._call(x, sigma, cond, guidance)
         scale = guidance if guidance is not None else self.default_guidance
         if not self.embedded_guidance and cond.negative is not None and scale != 1.0:

@@ -5,11 +5,17 @@ The U-Net's ε-, v- or x0-prediction is turned into a flow velocity exactly by `
 output in one batched call: out = out_u + w·(out_c − out_u). Since v is affine in the output, this is the
 same as CFG on v. Training (`training_loss`): the DDPM objective of the scheduler's prediction type (ε, v or x0)
 at integer timesteps drawn uniformly from [0, T).
+
+The U-Net methods (RAU-Net, MSW-MSA, restrained dilated convolution, scale fusion, FreeU) are this family's
+patches (`patch_types`); `unet_patches(UNetToolkit)` maps the recipes' switches to them, and `unet_roles` finds the
+blocks they act on by structure (`hiresflow.models.unet_roles`). A ControlNet pipeline is conditioned with
+`set_control(image)` (`hiresflow.models.controlnet`).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import torch
 import torch.nn.functional as F
@@ -53,6 +59,66 @@ class SDFlowModel(FlowModel):
         self.guidance_kind = "cfg"
         self.default_guidance = 5.0 if self.is_xl else 7.5
         self.default_steps = 50
+        self.controlnet = getattr(pipe, "controlnet", None)
+        self.control = None
+
+    # ------------------------------------------------------------ U-Net methods
+
+    @classmethod
+    def patch_types(cls):
+        from ..patches.dilated_conv import DilatedConvConfig
+        from ..patches.freeu import FreeUConfig
+        from ..patches.msw_msa import MSWMSAConfig
+        from ..patches.rau_net import RAUNetConfig
+        from ..patches.scale_fusion import ScaleFusionConfig
+
+        return (RAUNetConfig, MSWMSAConfig, DilatedConvConfig, ScaleFusionConfig, FreeUConfig)
+
+    @cached_property
+    def unet_roles(self):
+        """Which blocks and layers the U-Net methods act on (one-line ValueError for an unknown layout)."""
+        from .unet_roles import unet_roles
+
+        return unet_roles(self.unet)
+
+    def unet_patches(self, toolkit, strict: bool = True) -> list:
+        """Every switch of `UNetToolkit`, in the order RAU-Net, MSW-MSA, dilated conv, scale fusion, FreeU."""
+        from ..patches.dilated_conv import DilatedConvConfig
+        from ..patches.freeu import FreeUConfig
+        from ..patches.msw_msa import MSWMSAConfig
+        from ..patches.rau_net import RAUNetConfig
+        from ..patches.scale_fusion import ScaleFusionConfig
+
+        if not toolkit.empty:
+            self.unet_roles  # noqa: B018 - fail early with the role map's one-line error
+        out: list = []
+        if toolkit.rau_net:
+            out.append(RAUNetConfig(t1=toolkit.rau_t1, t2=toolkit.rau_t2, aggressive=toolkit.aggressive,
+                                    turbo=toolkit.turbo))
+        if toolkit.msw_msa:
+            out.append(MSWMSAConfig(shift=toolkit.window_shift, odd=toolkit.odd_windows))
+        if toolkit.dilated_conv:
+            out.append(DilatedConvConfig(dilation=toolkit.dilation, tau=toolkit.dilate_tau))
+        if toolkit.scale_fusion:
+            out.append(ScaleFusionConfig(gaussian=toolkit.gaussian, sigma=toolkit.fusion_sigma))
+        if toolkit.freeu:
+            out.append(FreeUConfig(b1=toolkit.b1, b2=toolkit.b2, s1=toolkit.s1, s2=toolkit.s2,
+                                   mode=toolkit.freeu_mode))
+        return out
+
+    # ------------------------------------------------------------ ControlNet
+
+    @property
+    def has_controlnet(self) -> bool:
+        return self.controlnet is not None
+
+    def set_control(self, image: torch.Tensor | None, scale: float = 1.0, end: float = 1.0) -> None:
+        """Condition every later call on a control image [1, 3, H, W] in [0, 1] (None: no control)."""
+        from .controlnet import ControlSpec
+
+        if image is not None and not self.has_controlnet:
+            raise ValueError(f"{self.name!r} has no ControlNet; load a StableDiffusionControlNetPipeline")
+        self.control = None if image is None else ControlSpec(image.float(), float(scale), float(end))
 
     @property
     def device(self) -> torch.device:
@@ -158,7 +224,7 @@ class SDFlowModel(FlowModel):
         return {"text_embeds": text.to(self.dtype), "time_ids": time_ids.expand(2 * b, -1)}
 
     @torch.no_grad()
-    def velocity(self, x, sigma, cond: SDCond, *, guidance=None):
+    def velocity(self, x, sigma, cond: SDCond, *, guidance=None, ctx=None):
         b, _, h, w = x.shape
         scale = self.default_guidance if guidance is None else float(guidance)
         x_t = self.ddpm.model_input(x.float(), sigma)
@@ -166,10 +232,32 @@ class SDFlowModel(FlowModel):
         text = torch.cat([cond.negative_embeds.expand(b, -1, -1), cond.prompt_embeds.expand(b, -1, -1)])
         added = self._added_cond(cond, b, h * self.geometry.vae_scale, w * self.geometry.vae_scale) \
             if self.is_xl else None
-        out = self.unet(
-            torch.cat([x_t, x_t]).to(self.dtype), t, encoder_hidden_states=text.to(self.dtype),
-            added_cond_kwargs=added, return_dict=False,
-        )[0].float()
+        inp, text = torch.cat([x_t, x_t]).to(self.dtype), text.to(self.dtype)
+        control = self._control_residuals(inp, t, text, added, ctx)
+        if control is None:
+            out = self.unet(inp, t, encoder_hidden_states=text, added_cond_kwargs=added, return_dict=False)[0]
+        else:
+            from .controlnet import residuals_added
+
+            with residuals_added(self.unet, *control):
+                out = self.unet(inp, t, encoder_hidden_states=text, added_cond_kwargs=added, return_dict=False)[0]
+        out = out.float()
         out_u, out_c = out.chunk(2)
         out = out_u + scale * (out_c - out_u)
         return self.ddpm.velocity(out, x_t, sigma)
+
+    def _control_residuals(self, inp, t, text, added, ctx):
+        """The ControlNet's (down residuals, mid residual) for this call, or None without control."""
+        spec = self.control
+        if spec is None or self.controlnet is None or \
+                not spec.active(getattr(ctx, "step", None), getattr(ctx, "n_steps", None)):
+            return None
+        size = (inp.shape[-2] * self.geometry.vae_scale, inp.shape[-1] * self.geometry.vae_scale)
+        img = spec.image.to(device=self.device, dtype=torch.float32)
+        if tuple(img.shape[-2:]) != size:
+            img = F.interpolate(img, size=size, mode="bicubic").clamp(0, 1)
+        img = img.expand(inp.shape[0], -1, -1, -1).to(self.dtype)
+        kw = {"added_cond_kwargs": added} if added is not None else {}
+        down, mid = self.controlnet(inp, t, encoder_hidden_states=text, controlnet_cond=img,
+                                    conditioning_scale=spec.scale, return_dict=False, **kw)
+        return tuple(down), mid

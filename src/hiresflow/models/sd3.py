@@ -97,7 +97,7 @@ class SD3FlowModel(DiTFlowModel):
         return SD3Cond(pe, ne, pooled, npooled)
 
     @torch.no_grad()
-    def velocity(self, x, sigma, cond: SD3Cond, *, guidance=None):
+    def velocity(self, x, sigma, cond: SD3Cond, *, guidance=None, ctx=None):
         b = x.shape[0]
         scale = self.default_guidance if guidance is None else float(guidance)
         text = torch.cat([cond.negative_embeds.expand(b, -1, -1), cond.prompt_embeds.expand(b, -1, -1)])

@@ -1,5 +1,12 @@
-"""Reversible model patches, one file per idea (the protocol is `hiresflow.stage.ModelPatch`)."""
+"""Reversible model patches, one file per idea (the protocol is `hiresflow.stage.ModelPatch`).
 
-from . import attention, rope, sd3, shifted_patches, text_dup, toolkit, windowed_attention  # noqa: F401
+DiT toolkit: rope, attention, text_dup, shifted_patches, windowed_attention, sd3 (switches: toolkit).
+U-Net methods: rau_net, msw_msa (HiDiffusion), dilated_conv, scale_fusion (FreeScale), freeu (switches:
+unet_toolkit; shared reversible tools: unet_tools).
+"""
 
-__all__ = ["attention", "rope", "sd3", "shifted_patches", "text_dup", "toolkit", "windowed_attention"]
+from . import (attention, dilated_conv, freeu, msw_msa, rau_net, rope, scale_fusion, sd3, shifted_patches,  # noqa: F401
+               text_dup, toolkit, unet_toolkit, windowed_attention)
+
+__all__ = ["attention", "dilated_conv", "freeu", "msw_msa", "rau_net", "rope", "scale_fusion", "sd3",
+           "shifted_patches", "text_dup", "toolkit", "unet_toolkit", "windowed_attention"]
