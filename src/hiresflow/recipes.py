@@ -198,6 +198,9 @@ def hiflow(model: FlowModel, native, target, base_steps: int = 30, stage_steps=H
     """
     if init not in ("official", "paper"):
         raise ValueError(f"init must be 'official' or 'paper', got {init!r}")
+    for name, values in (("alpha", alpha), ("beta", beta), ("cutoff", cutoff), ("ntk", ntk)):
+        for v in (values if isinstance(values, (list, tuple)) else [values]):
+            check_number(name, v)  # every listed value, also those of stages this size does not reach
     if stage_guidance is None:
         stage_guidance = _embedded(model, HIFLOW_FLUX_GUIDANCE)
     stages = [_native_stage(model, native, base_steps, guidance=guidance)]

@@ -43,6 +43,10 @@ __all__ = ["BenchItem", "generate_all", "evaluate_all", "is_done", "machine_info
 # ------------------------------------------------------------------ memory
 
 
+class SpecError(ValueError):
+    """A spec entry that cannot be built (bad recipe parameter): the bench stops with a one-line error."""
+
+
 class PeakMemory:
     """Peak memory of one run: CUDA max allocated, else process RSS peak (reset per run where possible)."""
 
@@ -140,7 +144,10 @@ def generate_all(spec: BenchSpec, out: Path | BenchLayout, device: str | None = 
                 models[model_name] = load_model(model_name, device=device or spec.device)
             model = models[model_name]
             memory = PeakMemory(model.device)
-            plan = build_plan(entry.recipe, model, scale=scale, size=size, **entry.params(spec.common))
+            try:
+                plan = build_plan(entry.recipe, model, scale=scale, size=size, **entry.params(spec.common))
+            except (ValueError, TypeError) as err:  # the spec asks for something invalid: stop, do not record
+                raise SpecError(f"spec recipe {entry.label!r} at {tag}: {err}") from None
             folder = layout.group_dir(model_name, tag, entry.label)
             folder.mkdir(parents=True, exist_ok=True)
             for _ in range(spec.timing.warmup):
@@ -152,6 +159,9 @@ def generate_all(spec: BenchSpec, out: Path | BenchLayout, device: str | None = 
                 generate_item(model, plan, it, folder, spec.timing.repeats, memory)
                 done += 1
                 bar.update(1)
+        except SpecError:
+            bar.close()
+            raise
         except Exception as err:  # noqa: BLE001 - record and continue with the other groups
             errors[key] = f"{type(err).__name__}: {err}"
             log(f"error in {key}: {errors[key]}")

@@ -60,8 +60,15 @@ def bench(
             raise typer.Exit(code=2)
         typer.echo(f"wrote {out / 'results.md'} from {out / 'results.json'}")
         return
-    results = run_bench(parsed, out, device=device, progress=not quiet, generate=not eval_only,
-                        evaluate=not no_eval, log=log)
+    from ..models.loading import check_device
+
+    try:
+        check_device(device)
+        results = run_bench(parsed, out, device=device, progress=not quiet, generate=not eval_only,
+                            evaluate=not no_eval, log=log)
+    except (ValueError, TypeError) as err:
+        typer.echo(f"error: {err}", err=True)
+        raise typer.Exit(code=2)
     failures = results.failures()
     if not no_eval:
         typer.echo(f"wrote {out / 'results.md'} and {out / 'results.json'}")

@@ -63,6 +63,8 @@ def exponential_shift(t: torch.Tensor, mu: float) -> torch.Tensor:
 
     Equal to `static_shift(t, e^μ)`; kept separate because the Flux pipeline is parameterised by μ.
     """
+    if mu > 50:  # e^μ overflows float64 near μ = 710: the stable form 1 / (1 + e^−μ·(1/t − 1))
+        return 1.0 / (1.0 + math.exp(-mu) * (1.0 / t - 1.0))
     return static_shift(t, math.exp(mu))
 
 

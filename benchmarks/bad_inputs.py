@@ -1,0 +1,372 @@
+"""Bad inputs and faults, tried as a hostile user would, with the outcome of each.
+
+    python benchmarks/bad_inputs.py                 # every case; writes benchmarks/results/bad_inputs.{md,json}
+    python benchmarks/bad_inputs.py --fast          # without the cases that start and kill whole runs
+
+A case passes when its outcome is the promised one: a one-line `error: …` on stderr with exit code 2 (CLI) or a
+one-line ValueError/TypeError (Python API) containing the expected words, with nothing left in the output folder;
+or, for inputs that are fine (a non-Latin prompt, the largest seed), a clean run. tests/test_bad_inputs.py runs
+the same list.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+ROOT = Path(__file__).resolve().parent.parent
+TINY = ["--model", "random-tiny-flux", "--scale", "2", "--set", "base_steps=2", "--set", "stage_steps=[1]", "--quiet"]
+FAST_SET = ["--set", "base_steps=2", "--set", "stage_steps=[1]"]
+
+
+@dataclass
+class Case:
+    area: str
+    what: str
+    run: Callable[[Path], tuple[int, str]]  # returns (exit code or 0/2 for API, message)
+    match: str | None  # expected words of the one-line error; None = must succeed
+    slow: bool = False
+    outcome: str = field(default="", init=False)
+    ok: bool = field(default=False, init=False)
+
+
+def cli(*args: str, env: dict | None = None) -> Callable[[Path], tuple[int, str]]:
+    def run(tmp: Path) -> tuple[int, str]:
+        from typer.testing import CliRunner
+
+        from hiresflow.cli import app
+
+        argv = [a.replace("{tmp}", str(tmp)) for a in args]
+        if "--out" not in argv and argv and argv[0] == "generate":
+            argv += ["--out", str(tmp / "out")]
+        res = CliRunner().invoke(app, argv, env={"HF_HUB_OFFLINE": "1", **(env or {})})
+        out = res.output.strip()
+        if res.exception is not None and not isinstance(res.exception, SystemExit):
+            return 1, f"traceback: {type(res.exception).__name__}: {res.exception}"
+        return res.exit_code, out
+
+    return run
+
+
+def api(fn: Callable[[Path], object]) -> Callable[[Path], tuple[int, str]]:
+    def run(tmp: Path) -> tuple[int, str]:
+        try:
+            fn(tmp)
+        except (ValueError, TypeError, FloatingPointError) as err:
+            return 2, f"{type(err).__name__}: {err}"
+        except Exception as err:  # noqa: BLE001 - anything else is a failure of the case
+            return 1, f"traceback: {type(err).__name__}: {err}"
+        return 0, "ok"
+
+    return run
+
+
+def _tiny_flux():
+    from hiresflow.models.loading import load_model
+
+    return load_model("random-tiny-flux", device="cpu")
+
+
+def _folder(tmp: Path, card: dict | str | None = None, corrupt: bool = False) -> str:
+    """A saved random tiny Flux folder, optionally with a model card or a truncated transformer file."""
+    from hiresflow.models.tiny import save_tiny_pipeline
+
+    folder = tmp / "model"
+    save_tiny_pipeline("flux", folder)
+    if card is not None:
+        (folder / "hiresflow.json").write_text(card if isinstance(card, str) else json.dumps(card))
+    if corrupt:
+        w = folder / "transformer" / "diffusion_pytorch_model.safetensors"
+        w.write_bytes(w.read_bytes()[: w.stat().st_size // 2])
+    return str(folder)
+
+
+def _model_cli(card=None, corrupt=False, extra=()):
+    def run(tmp: Path):
+        folder = _folder(tmp, card, corrupt)
+        return cli("generate", "a lake", "--model", folder, "--scale", "2", *FAST_SET, "--quiet", *extra)(tmp)
+
+    return run
+
+
+def _from(kind: str):
+    def run(tmp: Path):
+        path = tmp / "in.png"
+        if kind == "text":
+            path.write_text("not an image")
+        elif kind == "plain":
+            from PIL import Image
+
+            Image.new("RGB", (8, 8)).save(path)
+        elif kind == "truncated":
+            code, _ = cli("generate", "a lake", *TINY, "--out", str(tmp / "a"))(tmp)
+            png = next((tmp / "a").glob("*[0-9].png"))
+            path.write_bytes(png.read_bytes()[:200])
+        return cli("generate", "--from", str(path), "--out", str(tmp / "b"))(tmp)
+
+    return run
+
+
+def _bench(spec_text: str | None, truncate: bool = False):
+    def run(tmp: Path):
+        spec = tmp / "spec.yaml"
+        if spec_text is not None:
+            spec.write_text(spec_text)
+        out = tmp / "bench"
+        if truncate:
+            code, msg = cli("bench", str(spec), "--out", str(out), "--no-eval", "--quiet")(tmp)
+            if code:
+                return code, msg
+            img = next(p for p in (out / "images").rglob("*.png") if not p.name.endswith("native.png"))
+            img.write_bytes(img.read_bytes()[:100])
+            return cli("bench", str(spec), "--out", str(out), "--eval-only", "--quiet")(tmp)
+        return cli("bench", str(spec), "--out", str(out), "--quiet")(tmp)
+
+    return run
+
+
+SMOKE = """name: t
+models: [random-tiny-flux]
+scales: [2]
+prompts: {world: {n: 1, seed: 0}}
+seeds: [0]
+common: {steps: 2, base_steps: 2, stage_steps: [1]}
+recipes: {hiflow: {}}
+metrics: {patches: 1}
+"""
+
+
+def _signal(sig: int, during: str):
+    """Start a real run, send `sig` while it samples or while it saves, then check the folder."""
+
+    def run(tmp: Path):
+        out = tmp / "out"
+        env = dict(os.environ, HF_HUB_OFFLINE="1", HIRESFLOW_SAVE_PAUSE="60" if during == "save" else "0")
+        args = [sys.executable, "-m", "hiresflow.cli", "generate", "a lake", "--model", "random-tiny-flux",
+                "--scale", "2", "--quiet", "--out", str(out)]
+        if during == "sampling":
+            args += ["--set", "base_steps=400", "--set", "stage_steps=[1]"]
+        else:
+            args += FAST_SET
+        proc = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        t0 = time.time()
+        while time.time() - t0 < 240:
+            ready = any(out.glob("*.json")) if during == "save" else any(out.glob(".*.lock"))
+            if ready or proc.poll() is not None:
+                break
+            time.sleep(0.05)
+        if during == "sampling":
+            time.sleep(1.0)
+        proc.send_signal(sig)
+        code = proc.wait(timeout=120)
+        left = sorted(p.name for p in out.iterdir()) if out.exists() else []
+        if sig == signal.SIGKILL:
+            again = [sys.executable, "-m", "hiresflow.cli", "generate", "a lake", *TINY, "--out", str(out)]
+            res = subprocess.run(again, env=dict(env, HIRESFLOW_SAVE_PAUSE="0"), capture_output=True, text=True)
+            after = sorted(p.name for p in out.iterdir())
+            complete = len([n for n in after if not n.startswith(".")]) == 3 and not any(n.startswith(".") for n in after)
+            return (2 if complete and res.returncode == 0 else 1), f"killed; next run exit {res.returncode}, folder {after}"
+        clean = [n for n in left if not n.startswith(".write-test")]
+        return (2 if code == 130 and not clean else 1), f"exit {code}; left {clean}"
+
+    return run
+
+
+def _concurrent(tmp: Path):
+    out = tmp / "out"
+    env = dict(os.environ, HF_HUB_OFFLINE="1", HIRESFLOW_SAVE_PAUSE="1")
+    args = [sys.executable, "-m", "hiresflow.cli", "generate", "a lake", *TINY, "--out", str(out)]
+    procs = [subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE) for _ in range(2)]
+    codes = [p.wait(timeout=300) for p in procs]
+    names = sorted(p.name for p in out.iterdir())
+    return (0 if codes == [0, 0] and len(names) == 6 else 1), f"exit {codes}; {len(names)} files"
+
+
+def _train(*args: str):
+    return cli("train", *args, "--runs", "{tmp}/runs")
+
+
+def _cases() -> list[Case]:
+    import torch
+
+    C = Case
+    return [
+        # sizes and scales
+        C("size", "--scale 0.5", cli("generate", "a lake", "--model", "random-tiny-flux", "--scale", "0.5"), "scale must be >= 1"),
+        C("size", "--scale 0", cli("generate", "a lake", "--model", "random-tiny-flux", "--scale", "0"), "scale must be >= 1"),
+        C("size", "--scale -2", cli("generate", "a lake", "--model", "random-tiny-flux", "--scale", "-2"), "scale must be >= 1"),
+        C("size", "--scale nan", cli("generate", "a lake", "--model", "random-tiny-flux", "--scale", "nan"), "finite number"),
+        C("size", "--scale inf", cli("generate", "a lake", "--model", "random-tiny-flux", "--scale", "inf"), "finite number"),
+        C("size", "--size 100x128 (not a multiple of 16)", cli("generate", "a lake", "--model", "random-tiny-flux", "--size", "100x128"), "multiple of 16"),
+        C("size", "--size 0x0", cli("generate", "a lake", "--model", "random-tiny-flux", "--size", "0x0"), "multiple of 16"),
+        C("size", "--size abc", cli("generate", "a lake", "--model", "random-tiny-flux", "--size", "abc"), "cannot read size"),
+        C("size", "--size 32x32 (below native)", cli("generate", "a lake", "--model", "random-tiny-flux", "--size", "32x32"), "smaller than the native"),
+        C("size", "--size 100000x100000", cli("generate", "a lake", "--model", "random-tiny-flux", "--size", "99984x99984"), "--allow-large"),
+        C("size", "--method direct --size 8192x8192 (one huge stage)", cli("generate", "a lake", "--model", "random-tiny-flux", "--method", "direct", "--size", "8192x8192"), "--allow-large"),
+        # recipe parameters
+        C("recipe", "--method nope", cli("generate", "a lake", "--method", "nope"), "unknown recipe"),
+        C("recipe", "--set gamma=1 (no such parameter)", cli("generate", "a lake", "--set", "gamma=1"), "has no parameter gamma"),
+        C("recipe", "--set alpha (no =)", cli("generate", "a lake", "--set", "alpha"), "expects key=value"),
+        C("recipe", "--set alpha=-1", cli("generate", "a lake", *TINY, "--set", "alpha=-1"), "alpha must be"),
+        C("recipe", "--set alpha=[1.0,'x']", cli("generate", "a lake", *TINY, "--set", "alpha=[1.0,'x']"), "alpha must be"),
+        C("recipe", "--set stage_steps=[]", cli("generate", "a lake", "--model", "random-tiny-flux", "--set", "stage_steps=[]"), "empty list"),
+        C("recipe", "--set stage_steps=[40] (beyond base_steps)", cli("generate", "a lake", "--model", "random-tiny-flux", "--set", "stage_steps=[40]"), "stage_steps must lie"),
+        C("recipe", "--set base_steps=1000000", cli("generate", "a lake", "--model", "random-tiny-flux", "--set", "base_steps=1000000"), "sampling would run for days"),
+        C("recipe", "--method direct --set steps=0", cli("generate", "a lake", "--model", "random-tiny-flux", "--method", "direct", "--set", "steps=0"), "positive integer"),
+        C("recipe", "--method direct --set steps=2.5", cli("generate", "a lake", "--model", "random-tiny-flux", "--method", "direct", "--set", "steps=2.5"), "positive integer"),
+        C("recipe", "--method sdedit --set space=foo", cli("generate", "a lake", "--model", "random-tiny-flux", "--method", "sdedit", "--set", "space=foo"), "space must be one of"),
+        C("recipe", "--method sdedit --set tau=2", cli("generate", "a lake", "--model", "random-tiny-flux", "--method", "sdedit", "--set", "tau=2"), "tau must lie"),
+        C("recipe", "--set init=magic", cli("generate", "a lake", "--model", "random-tiny-flux", "--set", "init=magic"), "init must be"),
+        C("recipe", "--set clamp_init=sometimes", cli("generate", "a lake", "--model", "random-tiny-flux", "--set", "clamp_init=sometimes"), "clamp must be one of"),
+        C("recipe", "--set shift_frame=diagonal", cli("generate", "a lake", "--model", "random-tiny-flux", "--set", "shift_frame=diagonal"), "shift_frame must be one of"),
+        C("recipe", "--set ntk=0.1", cli("generate", "a lake", "--model", "random-tiny-flux", "--set", "ntk=0.1"), "ntk factor"),
+        C("recipe", "--set windowed_attention=2", cli("generate", "a lake", "--model", "random-tiny-flux", "--set", "windowed_attention=2"), "start must lie"),
+        C("recipe", "--set stage_sizes=[[64,64]] (does not grow)", cli("generate", "a lake", "--model", "random-tiny-flux", "--set", "stage_sizes=[[64,64]]"), "stage_sizes must"),
+        C("recipe", "--method imax --set schedule=cosine", cli("generate", "a lake", "--model", "random-tiny-flux", "--method", "imax", "--set", "schedule=cosine"), "guidance schedule must be one of"),
+        C("recipe", "--method freescale --set restart=1.5", cli("generate", "a lake", "--model", "random-tiny-flux", "--method", "freescale", "--set", "restart=1.5"), "restart must lie"),
+        C("recipe", "--method diffusehigh --set noising=0", cli("generate", "a lake", "--model", "random-tiny-flux", "--method", "diffusehigh", "--set", "noising=0"), "noising must lie"),
+        C("recipe", "--method diffusehigh --set wavelet=db9", cli("generate", "a lake", "--model", "random-tiny-flux", "--method", "diffusehigh", "--set", "wavelet=db9"), "wavelet must be one of"),
+        C("recipe", "--method demofusion --set jitter_mode=wild", cli("generate", "a lake", "--model", "random-tiny-flux", "--method", "demofusion", "--set", "jitter_mode=wild"), "jitter_mode must be one of"),
+        C("recipe", "--method upscale --set interpolation=cubic", cli("generate", "a lake", "--model", "random-tiny-flux", "--method", "upscale", "--set", "interpolation=cubic"), "interpolation must be"),
+        C("recipe", "--method hidiffusion on a Flux model", cli("generate", "a lake", "--model", "random-tiny-flux", "--method", "hidiffusion"), "U-Net methods"),
+        C("recipe", "--set stage_guidance=1e38 (non-finite output)", cli("generate", "a lake", "--model", "random-tiny-flux", "--scale", "2", *FAST_SET, "--set", "stage_guidance=1e38", "--quiet"), "non-finite"),
+        # seeds and prompts
+        C("seed", "--seed -1", cli("generate", "a lake", "--model", "random-tiny-flux", "--seed", "-1"), "seed must lie"),
+        C("seed", "--seed 2**64", cli("generate", "a lake", "--model", "random-tiny-flux", "--seed", str(2**64)), "seed must lie"),
+        C("seed", "--seed 2**64-1 (largest valid)", cli("generate", "a lake", *TINY, "--seed", str(2**64 - 1)), None),
+        C("prompt", "non-Latin prompt (kept in the file name)", cli("generate", "富士山の夕日", *TINY), None),
+        C("prompt", "empty prompt", cli("generate", "", *TINY), None),
+        C("prompt", "no prompt and no --from", cli("generate", "--model", "random-tiny-flux"), "give a prompt"),
+        # models and devices
+        C("model", "--model tiny-nothing (no such model)", cli("generate", "a lake", "--model", "tiny-nothing"), "cannot load model"),
+        C("model", "--model /nonexistent/folder", cli("generate", "a lake", "--model", "/nonexistent/folder"), "cannot load model"),
+        C("model", "--model an empty folder", cli("generate", "a lake", "--model", "{tmp}"), "not a diffusers pipeline folder"),
+        C("model", "truncated transformer weights", _model_cli(corrupt=True), "corrupt weight file"),
+        C("model", "model card: native_size 0", _model_cli(card={"native_size": 0}), "'native_size' must be"),
+        C("model", "model card: native_size 'abc'", _model_cli(card={"native_size": "abc"}), "'native_size' must be"),
+        C("model", "model card: native_size 70 (not a multiple)", _model_cli(card={"native_size": 70}), "multiple of 16"),
+        C("model", "model card: guidance -1", _model_cli(card={"guidance": -1}), "'guidance' must be"),
+        C("model", "model card: steps 0", _model_cli(card={"steps": 0}), "'steps' must be"),
+        C("model", "model card: invalid JSON", _model_cli(card="{native_size: 64"), "not valid JSON"),
+        C("device", "--device cuda without a GPU", cli("generate", "a lake", "--device", "cuda"),
+          "no CUDA GPU" if not torch.cuda.is_available() else None),
+        C("device", "--device tpu", cli("generate", "a lake", "--device", "tpu"), "device"),
+        C("device", "--device cuda:7", cli("generate", "a lake", "--device", "cuda:7"), "CUDA"),
+        # output folder and re-runs
+        C("output", "--out is a file", cli("generate", "a lake", *TINY, "--out", str(ROOT / "README.md")), "is a file"),
+        C("output", "--out not writable", cli("generate", "a lake", *TINY, "--out", "/proc/hiresflow-out"), "cannot write to --out"),
+        C("output", "--from a missing file", cli("generate", "--from", "{tmp}/none.png"), "does not exist"),
+        C("output", "--from a text file", _from("text"), "cannot read"),
+        C("output", "--from a PNG without metadata", _from("plain"), "no hiresflow metadata"),
+        C("output", "--from a truncated PNG", _from("truncated"), "cannot read"),
+        C("output", "--from together with --scale", cli("generate", "--from", "x.png", "--scale", "2"), "drop --method"),
+        # Python API
+        C("api", "load_model(123)", api(lambda t: __import__("hiresflow.models.loading", fromlist=["x"]).load_model(123)), "must be a name"),
+        C("api", "load_model(dtype='half')", api(lambda t: __import__("hiresflow.models.loading", fromlist=["x"]).load_model("random-tiny-flux", dtype="half")), "dtype must be"),
+        C("api", "build_plan('hiflow', 'tiny-flux') (a name, not a model)", api(lambda t: __import__("hiresflow.recipes", fromlist=["x"]).build_plan("hiflow", "tiny-flux", scale=2)), "FlowModel"),
+        C("api", "build_plan(1, model)", api(lambda t: __import__("hiresflow.recipes", fromlist=["x"]).build_plan(1, _tiny_flux(), scale=2)), "recipe name must be"),
+        C("api", "build_plan(..., size=(128.5, 128))", api(lambda t: __import__("hiresflow.recipes", fromlist=["x"]).build_plan("hiflow", _tiny_flux(), size=(128.5, 128))), "two integers"),
+        C("api", "run_plan(model, 'plan', ...)", api(lambda t: __import__("hiresflow.runner", fromlist=["x"]).run_plan(_tiny_flux(), "plan", "a lake")), "must be a hiresflow Plan"),
+        C("api", "run_plan(..., prompt=5)", api(lambda t: _run_api(prompt=5)), "prompt must be"),
+        C("api", "run_plan(..., seed=-1)", api(lambda t: _run_api(seed=-1)), "seed must lie"),
+        C("api", "run_plan(..., seed='7')", api(lambda t: _run_api(seed="7")), "seed must be an integer"),
+        C("api", "Plan.from_dict({})", api(lambda t: __import__("hiresflow.plan", fromlist=["x"]).Plan.from_dict({})), "not a hiresflow plan"),
+        C("api", "wrap_pipeline(object())", api(lambda t: __import__("hiresflow.models.loading", fromlist=["x"]).wrap_pipeline(object())), "unsupported pipeline"),
+        # bench
+        C("bench", "spec file missing", _bench(None), "spec"),
+        C("bench", "spec with a typo key (recipies)", _bench(SMOKE.replace("recipes:", "recipies:")), "unknown spec key"),
+        C("bench", "spec with an unknown recipe", _bench(SMOKE.replace("hiflow: {}", "hyperflow: {}")), "unknown recipe"),
+        C("bench", "spec with a bad recipe parameter", _bench(SMOKE.replace("hiflow: {}", "hiflow: {set: {alpha: -1}}")), "alpha must be"),
+        C("bench", "truncated PNG in the bench folder", _bench(SMOKE, truncate=True), "unreadable image", slow=True),
+        # training
+        C("train", "train flux --steps 0", _train("flux", "--steps", "0"), "--steps must be"),
+        C("train", "train flux --batch 0", _train("flux", "--batch", "0"), "--batch must be"),
+        C("train", "train flux --lr -1", _train("flux", "--lr", "-1"), "--lr must be"),
+        C("train", "train sd --p-uncond 2", _train("sd", "--p-uncond", "2"), "--p-uncond must lie"),
+        C("train", "train flux --transformer '{bad'", _train("flux", "--transformer", "{bad"), "must be a JSON object"),
+        C("train", "train vae --name ../x", _train("vae", "--name", "../x"), "plain folder name"),
+        # faults
+        C("fault", "SIGTERM while sampling", _signal(signal.SIGTERM, "sampling"), "", slow=True),
+        C("fault", "SIGTERM while saving", _signal(signal.SIGTERM, "save"), "", slow=True),
+        C("fault", "SIGKILL while saving, then a new run", _signal(signal.SIGKILL, "save"), "", slow=True),
+        C("fault", "two runs into one folder at once", _concurrent, None, slow=True),
+    ]
+
+
+def _run_api(**kw):
+    from hiresflow.recipes import build_plan
+    from hiresflow.runner import run_plan
+
+    m = _tiny_flux()
+    args = dict(prompt="a lake", seed=0) | kw
+    return run_plan(m, build_plan("direct", m, scale=1, steps=1), args.pop("prompt"), **args)
+
+
+def evaluate(case: Case, tmp: Path) -> Case:
+    code, msg = case.run(tmp)
+    lines = [l for l in msg.splitlines() if l.strip()]
+    if case.match is None:
+        case.ok = code == 0
+        case.outcome = "runs" if case.ok else f"failed ({code}): {msg[-200:]}"
+    elif case.match == "":  # fault cases report ok as code 2
+        case.ok = code == 2
+        case.outcome = ("handled: " if case.ok else "NOT handled: ") + msg[-160:]
+    else:
+        one_line = len(lines) == 1 and (lines[0].startswith("error:") or ": " in lines[0])
+        case.ok = code == 2 and one_line and case.match in msg
+        case.outcome = (lines[-1] if lines else msg) if case.ok else f"NOT handled (exit {code}): {msg[-200:]}"
+    out = tmp / "out"
+    if case.match and out.exists() and any(p for p in out.iterdir() if not p.name.startswith(".write-test")):
+        case.ok, case.outcome = False, f"left files in --out: {sorted(p.name for p in out.iterdir())}"
+    return case
+
+
+def run_cases(fast: bool = False) -> list[Case]:
+    done = []
+    for case in _cases():
+        if fast and case.slow:
+            continue
+        tmp = Path(tempfile.mkdtemp(prefix="hiresflow-bad-"))
+        try:
+            done.append(evaluate(case, tmp))
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        print(f"{'ok ' if done[-1].ok else 'BAD'} {case.area:7s} {case.what}: {done[-1].outcome[:120]}", flush=True)
+    return done
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--fast", action="store_true", help="skip the cases that start and kill whole runs")
+    ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "bad_inputs")
+    args = ap.parse_args()
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    cases = run_cases(args.fast)
+    n_ok = sum(c.ok for c in cases)
+    lines = [f"{n_ok} of {len(cases)} cases handled (`python benchmarks/bad_inputs.py`).", "",
+             "| area | input or fault | outcome |", "|---|---|---|"]
+    for c in cases:
+        outcome = c.outcome.replace("|", "\\|").replace("\n", " ")
+        what = c.what.replace("|", "\\|")
+        mark = "✓ " if c.ok else "✗ "
+        lines.append(f"| {c.area} | {what} | {mark}{outcome[:150]} |")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.with_suffix(".md").write_text("\n".join(lines) + "\n")
+    args.out.with_suffix(".json").write_text(json.dumps([{"area": c.area, "what": c.what, "ok": c.ok,
+                                                          "outcome": c.outcome} for c in cases], indent=1))
+    print(f"{n_ok}/{len(cases)} handled; wrote {args.out.with_suffix('.md')}")
+    sys.exit(0 if n_ok == len(cases) else 1)
+
+
+if __name__ == "__main__":
+    main()
