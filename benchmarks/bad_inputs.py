@@ -212,7 +212,7 @@ def _cases() -> list[Case]:
         C("size", "--size abc", cli("generate", "a lake", "--model", "random-tiny-flux", "--size", "abc"), "cannot read size"),
         C("size", "--size 32x32 (below native)", cli("generate", "a lake", "--model", "random-tiny-flux", "--size", "32x32"), "smaller than the native"),
         C("size", "--size 100000x100000", cli("generate", "a lake", "--model", "random-tiny-flux", "--size", "99984x99984"), "--allow-large"),
-        C("size", "--method direct --size 8192x8192 (one huge stage)", cli("generate", "a lake", "--model", "random-tiny-flux", "--method", "direct", "--size", "8192x8192"), "--allow-large"),
+        C("size", "--method direct --size 16384x16384 (one huge stage)", cli("generate", "a lake", "--model", "random-tiny-flux", "--method", "direct", "--size", "16384x16384"), "--allow-large"),
         # recipe parameters
         C("recipe", "--method nope", cli("generate", "a lake", "--method", "nope"), "unknown recipe"),
         C("recipe", "--set gamma=1 (no such parameter)", cli("generate", "a lake", "--set", "gamma=1"), "has no parameter gamma"),

@@ -7,7 +7,7 @@ untiled, one tile when diffusers tiling is on), plus the stage's latents and tra
 fitted on the embedded models' peak RSS (`benchmarks/resource_estimates.py` compares estimate and measurement).
 Compared with the free memory of the device (RAM via psutil on the CPU, `torch.cuda.mem_get_info` on a GPU).
 
-Time: one denoiser call is timed at the native size and at twice the native side (a probe), which fits
+Time: one denoiser call is timed at the native size and at four times the native side (a probe), which fits
 t(call) = a + b·F — a fixed overhead per call plus seconds per floating-point operation — with F from
 `FlowModel.call_flops` (2·P·N for the weights plus 4·L·N²·D for attention in a DiT; per-level convolution and
 attention work in a U-Net); every call of the plan is then priced by its F. VAE and guide work are not counted,
@@ -139,10 +139,11 @@ def _time_call(model, cond, hw: tuple[int, int], repeats: int) -> float:
 
 
 def probe_model(model, prompt: str = "a lake", repeats: int = 2) -> tuple[float, float]:
-    """(a, b) of t(call) = a + b·flops, from the best-of-`repeats` call time at the native size and at twice it."""
+    """(a, b) of t(call) = a + b·flops, from the best-of-`repeats` call time at the native size and at four times
+    its side (16× the tokens: a difference of two nearly equal small-call times made the slope noise)."""
     cond = model.encode_prompt(prompt)
     g = model.geometry
-    sizes = [g.native, (2 * g.native[0], 2 * g.native[1])]
+    sizes = [g.native, (4 * g.native[0], 4 * g.native[1])]
     times = [_time_call(model, cond, s, repeats) for s in sizes]
     flops = [model.call_flops(g.latent_shape(*s)[1:], 1) for s in sizes]
     b = max((times[1] - times[0]) / max(flops[1] - flops[0], 1.0), 0.0)
