@@ -234,6 +234,33 @@ def cfm(
     _finish(train_cfm(spec, opts, world_source(source)))
 
 
+@app.command("export-cfm")
+@_guarded
+def export_cfm(
+    runs: str = typer.Option("runs"),
+    run: str = typer.Option("cfm-x2", help="run name of the upsampler"),
+    out: Optional[str] = typer.Option(None, help="output folder (default: the package's embedded/<run>)"),
+    dtype: str = typer.Option("fp16", help="stored weight dtype: fp32 or fp16 (loaded as fp32)"),
+    record: str = typer.Option("cfm-x2,regression-x2,fm-x2,cfm-x2-t0-short,cfm-x2-t200-short,cfm-x2-t400-short,"
+                               "cfm-x2-t600-short", help="runs summarised in TRAINING.md (besides vae, flux, sd)"),
+):
+    """Write a trained CFM upsampler to embedded/<run> (or --out) and add its runs to TRAINING.md."""
+    from ..models.loading import EMBEDDED_DIR
+    from .cfm import export_upsampler
+    from .export import write_training_md
+
+    folder = Path(out) if out else EMBEDDED_DIR / run
+    info = export_upsampler(Path(runs) / run, folder, dtype=dtype, runs=runs)
+    info["exported_at"] = time.strftime("%Y-%m-%d %H:%M")
+    (Path(runs) / run / "export.json").write_text(json.dumps(info, indent=2) + "\n")
+    typer.echo(json.dumps(info))
+    names = ("vae", "flux", "sd", *[n for n in record.split(",") if n])
+    exports = {n: json.loads((Path(runs) / n / "export.json").read_text()) for n in names
+               if (Path(runs) / n / "export.json").is_file()}
+    md = write_training_md(runs, EMBEDDED_DIR / "TRAINING.md", exports, run_names=names)
+    typer.echo(f"wrote {md}")
+
+
 @app.command()
 @_guarded
 def export(
