@@ -34,7 +34,8 @@ def resolve_upsampler(name: str) -> Path:
     q = EMBEDDED_DIR / name
     if q.is_dir():
         return q
-    raise ValueError(f"no CFM upsampler {name!r}: neither an embedded name (e.g. 'cfm-x2') nor a folder")
+    raise ValueError(f"no CFM upsampler {name!r}: neither an embedded name (e.g. 'cfm-x2') nor a folder "
+                     f"(train one: hiresflow train cfm, then hiresflow train export-cfm)")
 
 
 @torch.no_grad()
