@@ -291,10 +291,10 @@ def export_upsampler(run_dir: str | Path, folder: str | Path, dtype: str = "fp16
     src = Path(run_dir) / "upsampler"
     if not (src / "config.json").is_file():
         raise ValueError(f"{src} does not exist: finish the run first (rerun its command)")
-    ref = load_upsampler(src)
-    meta = ref.meta
-    save_upsampler(folder, ref.unet, meta, dtype=torch.float16 if dtype == "fp16" else torch.float32)
-    stored = load_upsampler(folder)
+    first = load_upsampler(src)
+    meta = first.meta
+    save_upsampler(folder, first.unet, meta, dtype=torch.float16 if dtype == "fp16" else torch.float32)
+    ref, stored = load_upsampler(src), load_upsampler(folder)  # saving casts `first` in place: reload
     vae, _ = _load_vae("")
     val = sorted((Path(runs) / "cache").glob(f"cfm-val-*.safetensors"))
     info: dict = {"folder": str(folder), "dtype": dtype, "size_mb": round(folder_size_mb(folder), 2)}
