@@ -17,7 +17,7 @@ from .checks import check_choice, check_fraction, check_number
 from .flow.schedule import validate_steps
 from .stage import DenoiserConfig, GuideConfig, PatchConfig
 
-__all__ = ["ScheduleSpec", "SharpenSpec", "InitSpec", "Stage", "Plan", "UpscaleSpec"]
+__all__ = ["ScheduleSpec", "SharpenSpec", "CfmUpsampleSpec", "InitSpec", "Stage", "Plan", "UpscaleSpec"]
 
 
 INTERPOLATIONS = ("bicubic", "bilinear", "nearest", "lanczos")
@@ -33,7 +33,9 @@ class ScheduleSpec:
     shift / mu: static or exponential time shift; both None = the model's own rule.
     shift_size: "stage" computes the model's rule (Flux dynamic μ) from the stage size, "native" from the
         native size — the official HiFlow behaviour (its resolution shift is a no-op, docs/methods/hiflow.md#cascade-and-schedule).
-    start: first grid index run (steps before it are skipped, as in SDEdit/HiFlow/FreeScale restarts).
+    start: first grid index run (steps before it are skipped, as in SDEdit/HiFlow/FreeScale restarts);
+        start = steps runs no σ step at all: the stage's result is its initialisation (a pure upsampling stage,
+        e.g. the CFM stage of the `cfm` recipe).
     tau: alternatively, start at the grid index whose σ is nearest to τ ∈ (0, 1].
     """
 
@@ -55,8 +57,8 @@ class ScheduleSpec:
         check_choice("shift_size", self.shift_size, ("stage", "native"))
         if isinstance(self.start, bool) or not isinstance(self.start, int):
             raise ValueError(f"start must be an integer grid index, got {self.start!r}")
-        if not 0 <= self.start < self.steps:
-            raise ValueError(f"start index {self.start} must lie in [0, {self.steps}) for a {self.steps}-step grid")
+        if not 0 <= self.start <= self.steps:
+            raise ValueError(f"start index {self.start} must lie in [0, {self.steps}] for a {self.steps}-step grid")
 
 
 @dataclass
@@ -78,6 +80,29 @@ class SharpenSpec:
             raise ValueError(f"sharpen sigma_range must be (low, high) with 0 < low <= high, got {self.sigma_range!r}")
 
 
+SOLVERS = ("euler", "midpoint", "rk4")
+
+
+@dataclass
+class CfmUpsampleSpec:
+    """Bring the previous stage's latent to this stage with a trained CFM latent upsampler (hiresflow.cfm)
+    instead of resizing: the clean PSU condition, the noise-augmented source and `nfe` evaluations of `solver`
+    from t = 0 to t = 1 (docs/methods/cfm.md). `model` is an embedded upsampler name (e.g. "cfm-x2") or a folder.
+    """
+
+    model: str = "cfm-x2"
+    solver: Literal["euler", "midpoint", "rk4"] = "euler"
+    nfe: int = 10
+
+    def __post_init__(self) -> None:
+        from .cfm.solver import solver_steps
+
+        if not isinstance(self.model, str) or not self.model:
+            raise ValueError(f"CFM upsampler must be an embedded name such as 'cfm-x2' or a folder, got {self.model!r}")
+        check_choice("CFM solver", self.solver, SOLVERS)
+        solver_steps(self.solver, self.nfe)
+
+
 @dataclass
 class InitSpec:
     """How a stage gets its first sample.
@@ -90,6 +115,8 @@ class InitSpec:
     clamp: which pixel images are clamped to [0, 1] before re-encoding — "none" (the official HiFlow, I-Max and
         FreeScale pipelines encode the decoder's and the bicubic/sharpening overshoot), "decoded" (DiffuseHigh:
         only the decoded image, through diffusers' postprocess), "all" (decoded, resized and sharpened).
+    upsampler: a `CfmUpsampleSpec` replaces the resize (and sharpening) of "upsampled" by the CFM latent
+        upsampler; the result is then noised to σ_start as usual (HiFlow with init=cfm, or the `cfm` recipe).
     """
 
     start_from: Literal["noise", "upsampled", "reference_x0"] = "noise"
@@ -98,8 +125,11 @@ class InitSpec:
     sharpen: SharpenSpec | None = None
     encode: Literal["mode", "sample"] = "mode"
     clamp: Literal["none", "decoded", "all"] = "all"
+    upsampler: CfmUpsampleSpec | None = None
 
     def __post_init__(self) -> None:
+        if self.upsampler is not None and self.start_from != "upsampled":
+            raise ValueError("a CFM upsampler needs start_from='upsampled'")
         check_choice("init start_from", self.start_from, ("noise", "upsampled", "reference_x0"))
         check_choice("space", self.space, ("pixel", "latent"))
         check_choice("interpolation", self.interpolation, INTERPOLATIONS)
@@ -171,7 +201,8 @@ def config_types() -> dict[str, type]:
     """Every dataclass a plan may hold, by class name: the plan specs and all guide, patch and denoiser configs."""
     from . import guides, patches  # noqa: F401 - imports every config class
 
-    out: dict[str, type] = {c.__name__: c for c in (Plan, Stage, ScheduleSpec, SharpenSpec, InitSpec, UpscaleSpec)}
+    out: dict[str, type] = {c.__name__: c for c in (Plan, Stage, ScheduleSpec, SharpenSpec, InitSpec, UpscaleSpec,
+                                                          CfmUpsampleSpec)}
     todo = [GuideConfig, PatchConfig, DenoiserConfig]
     while todo:
         base = todo.pop()

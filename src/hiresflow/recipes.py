@@ -19,7 +19,7 @@ from .guides.skip_residual import SkipResidualConfig
 from .models.base import FlowModel, LatentGeometry
 from .flow.schedule import resolution_shift, validate_steps
 from .checks import check_fraction, check_number
-from .plan import InitSpec, Plan, ScheduleSpec, SharpenSpec, Stage, UpscaleSpec
+from .plan import CfmUpsampleSpec, InitSpec, Plan, ScheduleSpec, SharpenSpec, Stage, UpscaleSpec
 
 __all__ = ["Recipe", "RECIPES", "build_plan", "resolve_sizes", "cascade_sizes", "recipe_params"]
 
@@ -180,13 +180,15 @@ def hiflow(model: FlowModel, native, target, base_steps: int = 30, stage_steps=H
            stage_guidance=None, ntk: float = 10.0, pi_floor: bool = False, proportional_attention: bool = True,
            text_duplication: bool = False, shifted_patches: bool = True, shift_frame: str = "model",
            windowed_attention: float | None = None, stage_sizes=None, clamp_init: str = "none",
-           official_vae_tiling: bool = False) -> Plan:
+           official_vae_tiling: bool = False, cfm_model: str = "cfm-x2", cfm_solver: str = "euler",
+           cfm_nfe: int = 10) -> Plan:
     """HiFlow cascade (×2, ×4, …) with A_i, A_d, A_a; official defaults (docs/methods/hiflow.md#parameters-and-defaults).
 
     Every stage runs the last N_s entries of the base `base_steps` grid computed at the native size (official;
     τ = 0.783 / 0.612 for N_s = 16 / 10 on Flux-dev); shift_size="stage" recomputes the grid per stage.
     init="official" noises the upsampled, sharpened final image (VAE mode); init="paper" noises the reference
-    x̂0 at τ. initialization=False drops A_i: the stage starts from pure noise over the full grid.
+    x̂0 at τ; init="cfm" noises the CFM latent upsample of the previous stage (`cfm_model`, `cfm_solver`,
+    `cfm_nfe`; docs/methods/cfm.md) instead of the sharpened bicubic upsample. initialization=False drops A_i: the stage starts from pure noise over the full grid.
     Model side (DiT families, docs/methods/dit-toolkit.md#defaults-per-recipe): NTK×10 without PI floor,
     proportional attention and shifted patchification on every cascade stage; text duplication off (as the
     released script). `shift_frame="sample"` pads the sample itself on even steps as the official code does, so
@@ -196,8 +198,8 @@ def hiflow(model: FlowModel, native, target, base_steps: int = 30, stage_steps=H
     diffusers' tiling as the official pipeline does after its native pass (off by default: on small VAEs the
     tile seams alone move results by 20+ dB).
     """
-    if init not in ("official", "paper"):
-        raise ValueError(f"init must be 'official' or 'paper', got {init!r}")
+    if init not in ("official", "paper", "cfm"):
+        raise ValueError(f"init must be 'official', 'paper' or 'cfm', got {init!r}")
     for name, values in (("alpha", alpha), ("beta", beta), ("cutoff", cutoff), ("ntk", ntk)):
         for v in (values if isinstance(values, (list, tuple)) else [values]):
             check_number(name, v)  # every listed value, also those of stages this size does not reach
@@ -210,8 +212,13 @@ def hiflow(model: FlowModel, native, target, base_steps: int = 30, stage_steps=H
             raise ValueError(f"stage_steps must lie in [1, base_steps={base_steps}], got {n_s}")
         if initialization:
             sched = ScheduleSpec(steps=base_steps, shift_size=shift_size, start=base_steps - n_s)
-            ini = InitSpec("upsampled", "pixel", "bicubic", SharpenSpec(), "mode", clamp_init) if init == "official" \
-                else InitSpec("reference_x0", "latent", "bicubic")
+            if init == "official":
+                ini = InitSpec("upsampled", "pixel", "bicubic", SharpenSpec(), "mode", clamp_init)
+            elif init == "cfm":  # the CFM upsample replaces the sharpened bicubic upsample, then re-noised
+                ini = InitSpec("upsampled", "pixel", "bicubic", None, "mode", clamp_init,
+                               upsampler=CfmUpsampleSpec(cfm_model, cfm_solver, cfm_nfe))
+            else:
+                ini = InitSpec("reference_x0", "latent", "bicubic")
         else:
             sched = ScheduleSpec(steps=base_steps, shift_size=shift_size)
             ini = InitSpec("noise")
@@ -369,6 +376,29 @@ def diffusehigh(model: FlowModel, native, target, steps: int | None = None, nois
     return Plan("diffusehigh", stages)
 
 
+def cfm(model: FlowModel, native, target, steps: int | None = None, nfe: int = 10, solver: str = "euler",
+        upsampler: str = "cfm-x2", guidance: float | None = None, factor: int = 2) -> Plan:
+    """Coupling Flow Matching (docs/methods/cfm.md): native generation, then one trained ×`factor` CFM latent
+    upsampler stage per ×`factor` (×4 = two ×2 stages), then decode. A CFM stage runs no σ step
+    (`ScheduleSpec(start=steps)`): its result is the upsampler's output (`InitSpec.upsampler`); `nfe`
+    evaluations of `solver` (euler, midpoint, rk4) from the noise-augmented PSU source. Works with models that
+    share the upsampler's VAE (the embedded tiny-flux and tiny-sd)."""
+    k_h, k_w = target[0] / native[0], target[1] / native[1]
+    k = round(math.log(max(k_h, k_w), factor)) if max(k_h, k_w) >= 1 else 0
+    if k < 1 or k_h != k_w or abs(factor ** k - k_h) > 1e-9:
+        raise ValueError(f"the cfm recipe upsamples ×{factor} per stage; {target[1]}x{target[0]} is not a power "
+                         f"of {factor} times the native {native[1]}x{native[0]} (use --scale {factor} or "
+                         f"{factor * factor})")
+    spec = CfmUpsampleSpec(upsampler, solver, nfe)
+    stages = [_native_stage(model, native, steps, guidance=guidance)]
+    for j in range(k):
+        size = (native[0] * factor ** (j + 1), native[1] * factor ** (j + 1))
+        stages.append(Stage(size=size, schedule=ScheduleSpec(steps=1, start=1),
+                            init=InitSpec("upsampled", "pixel", "bicubic", None, "mode", "all", upsampler=spec),
+                            name=f"cfm{j + 1}"))
+    return Plan("cfm", stages)
+
+
 # ---------------------------------------------------------------- registry
 
 
@@ -391,6 +421,7 @@ RECIPES: dict[str, Recipe] = {
         Recipe("freescale", freescale, "FreeScale self-cascade with dilated conv, scale fusion and FreeU (U-Nets)"),
         Recipe("hidiffusion", hidiffusion, "HiDiffusion: RAU-Net and MSW-MSA in one pass at the target (U-Nets)"),
         Recipe("diffusehigh", diffusehigh, "DiffuseHigh: re-noise and DWT low-band structure guidance"),
+        Recipe("cfm", cfm, "trained Coupling Flow Matching latent upsampler, ×2 per stage (few ODE steps)"),
     ]
 }
 

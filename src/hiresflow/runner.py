@@ -19,12 +19,12 @@ import torch
 
 from .flow.filters import random_unsharp_mask
 from .flow.resize import resize_image, resize_latent
-from .flow.sampler import sample
+from .flow.sampler import SampleResult, sample
 from .models.base import FlowModel
 from .patches.base import compose_patches
 from .plan import Plan, Stage
 from .checks import check_seed, check_type
-from .stage import StageEnv, StageResult
+from .stage import StageEnv, StageResult, StepTimings, Trajectory
 
 __all__ = ["RunResult", "run_plan", "stage_seed", "stage_sigmas"]
 
@@ -72,10 +72,16 @@ def stage_sigmas(model: FlowModel, stage: Stage, native_size: tuple[int, int]) -
     return sigmas, start
 
 
-def _upsample(model: FlowModel, prev: StageResult, stage: Stage, shape, gen: torch.Generator, info: dict):
+def _upsample(model: FlowModel, prev: StageResult, stage: Stage, shape, gen: torch.Generator, info: dict,
+              index: int = 0):
     """Bring the previous stage's result to this stage: returns (latent, pixel image or None)."""
     init = stage.init
     h, w = stage.size
+    if init.upsampler is not None:  # trained CFM latent upsampler instead of a resize (hiresflow.cfm)
+        from .cfm.stage import cfm_init_latent
+
+        return cfm_init_latent(model, prev.latent, prev.size, (h, w), init.upsampler, gen, info,
+                               stage=index), None
     if init.space == "latent":
         return resize_latent(prev.latent, shape[-2:], init.interpolation), None
     if init.clamp == "none":
@@ -120,7 +126,7 @@ def _run_stage(model: FlowModel, plan: Plan, s: int, results: list[StageResult],
     info: dict = {}
     up = up_img = None
     if prev is not None:
-        up, up_img = _upsample(model, prev, stage, shape, gen, info)
+        up, up_img = _upsample(model, prev, stage, shape, gen, info, index=s)
     sigma0 = float(sigmas[start])
     x = _initial_sample(stage, s, prev, up, noise, sigma0, start, shape)
     env = StageEnv(model=model, index=s, stage=stage, sigmas=sigmas, start=start, stop=sigmas.numel() - 1,
@@ -138,8 +144,11 @@ def _run_stage(model: FlowModel, plan: Plan, s: int, results: list[StageResult],
 
     velocity_fn = stage.denoiser.build(env, model_call) if stage.denoiser is not None else model_call
     desc = f"{plan.recipe} stage {s} {stage.size[1]}x{stage.size[0]}"
-    out = sample(velocity_fn, x, sigmas, start=start, guides=guides, stage=s, generator=gen,
-                 progress=desc if progress else False)
+    if start == sigmas.numel() - 1:  # no σ step: the stage's result is its initialisation (pure upsampling)
+        out = SampleResult(x=x.to(torch.float32), trajectory=Trajectory(sigmas=sigmas), timings=StepTimings())
+    else:
+        out = sample(velocity_fn, x, sigmas, start=start, guides=guides, stage=s, generator=gen,
+                     progress=desc if progress else False)
     _check_finite(out.x, "latent", s, stage)
     raw = model.decode(out.x, clamp=False) if needs_image else None
     _check_finite(raw, "image", s, stage)

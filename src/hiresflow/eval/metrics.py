@@ -228,6 +228,25 @@ def world_checks(ctx: EvalContext) -> dict[str, Score]:
     return ws
 
 
+def gt_structure(ctx: EvalContext) -> dict[str, Score]:
+    """PSNR / SSIM of the result against the ground-truth render at the target size (`image_metrics`; the
+    pixel-fidelity columns of the CFM paper's Table 3). For text-to-image runs the generated scene differs from
+    the render in detail, so these compare methods that share a native image rather than measure restoration."""
+    from .image_metrics import psnr, ssim
+
+    if ctx.references is None:
+        return {"psnr_gt": not_computed("psnr_gt", NO_REFERENCE, ctx.n),
+                "ssim_gt": not_computed("ssim_gt", NO_REFERENCE, ctx.n)}
+    ps, ss = [], []
+    for i, (g, r) in enumerate(zip(ctx.images, ctx.references)):
+        p, s = min(psnr(g, r), 100.0), ssim(g, r)
+        ctx.records[i]["psnr_gt"], ctx.records[i]["ssim_gt"] = p, s
+        ps.append(p)
+        ss.append(s)
+    return {"psnr_gt": Score("psnr_gt", float(np.mean(ps)), float(np.std(ps)), len(ps), None, "vs ground truth"),
+            "ssim_gt": Score("ssim_gt", float(np.mean(ss)), float(np.std(ss)), len(ss), None, "vs ground truth")}
+
+
 def native_structure(ctx: EvalContext) -> dict[str, Score]:
     """PSNR / SSIM of the result downsampled to the native size vs the native-stage image (`image_metrics`)."""
     from .image_metrics import structure_consistency
@@ -292,6 +311,10 @@ _DECLARED = (
     Metric("attr_acc", "attr", UP, world_checks, tables=_S, about="time of day and sun/moon both match"),
     Metric("time_acc", "time", UP, world_checks, about="time of day matches"),
     Metric("color_acc", "colour", UP, world_checks, tables=_Q, about="sun/moon colour matches"),
+    Metric("psnr_gt", "PSNR_gt", UP, gt_structure, digits=2, tables=_Q,
+           about="PSNR (dB) of the result vs the ground-truth render at the target size"),
+    Metric("ssim_gt", "SSIM_gt", UP, gt_structure, digits=3, tables=_Q,
+           about="SSIM of the result vs the ground-truth render at the target size"),
     Metric("ssim_native", "SSIM_nat", UP, native_structure, digits=3, tables={**_S, README: Column()},
            about="SSIM of the result downsampled to the native size vs the native-stage image"),
     Metric("psnr_native", "PSNR_nat", UP, native_structure, digits=1, tables={**_S, README: Column()},

@@ -1,4 +1,4 @@
-"""``hiresflow train ...``: train the embedded models (``vae``, ``flux``, ``sd``) and ``export`` them.
+"""``hiresflow train ...``: train the embedded models (``vae``, ``flux``, ``sd``, ``cfm``) and ``export`` them.
 
 Every training command is resumable: rerunning it with the same options continues from
 ``<runs>/<name>/ckpt.safetensors`` (checkpoints every ``--ckpt-every`` seconds, on Ctrl-C / SIGTERM and at the
@@ -190,6 +190,75 @@ def sd(
     """Train tiny-sd (UNet2DConditionModel, ε-prediction DDPM, 64 px)."""
     _diffusion(ctx, "sd", name, runs, seed, steps, batch, threads, lr, warmup, vae_dir, cache_n, p_uncond, ema,
                ckpt_every, sample_every, unet, stop_after, source, full_fraction=full_fraction)
+
+
+@app.command()
+@_guarded
+def cfm(
+    ctx: typer.Context,
+    name: str = typer.Option("", help="run name (folder under --runs; default cfm-x<scale>, or <objective>-x<scale>)"),
+    runs: str = typer.Option("runs"),
+    seed: int = typer.Option(0),
+    steps: int = typer.Option(4000),
+    batch: int = typer.Option(32),
+    threads: int = typer.Option(1),
+    lr: float = typer.Option(5e-4),
+    warmup: int = typer.Option(100),
+    scale: int = typer.Option(2, help="upsampling factor of one model (×4 = chaining ×2 at inference)"),
+    vae_dir: str = typer.Option("", "--vae", help="VAE folder ('' = the embedded tiny-flux VAE)"),
+    objective: str = typer.Option("cfm", help="cfm (coupling), fm (from Gaussian noise) or regression (one-shot L2)"),
+    coupling: str = typer.Option("psu", help="how the low-res latent is upsampled: psu, bilinear or nearest"),
+    t_aug: int = typer.Option(400, help="noise-augmentation index of the source (cosine VP, of 1000; 0 = none)"),
+    sigma_min: float = typer.Option(0.0, help="σ_min of the path (official code: 0)"),
+    cache_n: int = typer.Option(2400, help="view pairs in the latent cache (shared by runs with equal data)"),
+    val_n: int = typer.Option(32, help="held-out validation pairs"),
+    val_nfe: int = typer.Option(10, help="Euler NFE of the validation upsample"),
+    ema: float = typer.Option(0.999, help="EMA decay"),
+    ckpt_every: float = typer.Option(180.0),
+    sample_every: int = typer.Option(500, help="steps between validations"),
+    unet: Optional[str] = typer.Option(None, help="JSON overrides of the UNet2DModel config"),
+    stop_after: Optional[int] = typer.Option(None, help=STOP_HELP),
+    source: str = typer.Option("hiresflow.world", help=SOURCE_HELP),
+):
+    """Train the CFM latent upsampler (or its FM / L2-regression baselines) on world view pairs."""
+    from .cfm import CfmOptions, train_cfm
+    from .data import world_source
+
+    name = name or (f"cfm-x{scale}" if objective == "cfm" else f"{objective}-x{scale}")
+    spec = _spec(name, runs, seed, steps, batch, threads, lr, warmup, ckpt_every, sample_every, stop_after)
+    opts = CfmOptions(vae=vae_dir, scale=scale, objective=objective, coupling=coupling, t_aug=t_aug,
+                      sigma_min=sigma_min, cache_n=cache_n, val_n=val_n, val_nfe=val_nfe, ema_decay=ema,
+                      config=_json_option(unet, "--unet") or {})
+    ctx.params["name"] = name
+    _record_command(ctx, runs, name)
+    _finish(train_cfm(spec, opts, world_source(source)))
+
+
+@app.command("export-cfm")
+@_guarded
+def export_cfm(
+    runs: str = typer.Option("runs"),
+    run: str = typer.Option("cfm-x2", help="run name of the upsampler"),
+    out: Optional[str] = typer.Option(None, help="output folder (default: the package's embedded/<run>)"),
+    dtype: str = typer.Option("fp16", help="stored weight dtype: fp32 or fp16 (loaded as fp32)"),
+    record: str = typer.Option("cfm-x2,regression-x2,fm-x2,cfm-x2-t0-short,cfm-x2-t200-short,cfm-x2-t400-short,"
+                               "cfm-x2-t600-short", help="runs summarised in TRAINING.md (besides vae, flux, sd)"),
+):
+    """Write a trained CFM upsampler to embedded/<run> (or --out) and add its runs to TRAINING.md."""
+    from ..models.loading import EMBEDDED_DIR
+    from .cfm import export_upsampler
+    from .export import write_training_md
+
+    folder = Path(out) if out else EMBEDDED_DIR / run
+    info = export_upsampler(Path(runs) / run, folder, dtype=dtype, runs=runs)
+    info["exported_at"] = time.strftime("%Y-%m-%d %H:%M")
+    (Path(runs) / run / "export.json").write_text(json.dumps(info, indent=2) + "\n")
+    typer.echo(json.dumps(info))
+    names = ("vae", "flux", "sd", *[n for n in record.split(",") if n])
+    exports = {n: json.loads((Path(runs) / n / "export.json").read_text()) for n in names
+               if (Path(runs) / n / "export.json").is_file()}
+    md = write_training_md(runs, EMBEDDED_DIR / "TRAINING.md", exports, run_names=names)
+    typer.echo(f"wrote {md}")
 
 
 @app.command()

@@ -92,7 +92,7 @@ def _run_summary(run_dir: Path) -> dict | None:
     tail = loss_rows[-20:]
     keys = sorted({k for r in tail for k in r if k not in ("step", "lr", "wall_s")})
     final = {k: sum(r[k] for r in tail if k in r) / max(1, sum(1 for r in tail if k in r)) for k in keys}
-    evals = [r for r in log if any(k.startswith("eval_") for k in r)]
+    evals = [r for r in log if any(k.startswith(("eval_", "val_")) for k in r)]
     commands = (run_dir / "commands.txt").read_text().strip().splitlines() if (run_dir / "commands.txt").is_file() else []
     result = json.loads((run_dir / "result.json").read_text()) if (run_dir / "result.json").is_file() else {}
     return {"state": state, "final": final, "last_eval": evals[-1] if evals else None, "commands": commands,
