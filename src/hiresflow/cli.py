@@ -124,6 +124,7 @@ def _generate(prompt, model, method, scale, size, seed, out, negative, set_, fro
     from .models.loading import check_device
     from .naming import check_out_dir, clean_stale, image_stem, reserve_stem
     from .output import read_record, save_run
+    from .quiet import progress_enabled
     from .recipes import recipe_params
 
     plan = None
@@ -169,7 +170,7 @@ def _generate(prompt, model, method, scale, size, seed, out, negative, set_, fro
     check_resources(plan, m, allow=allow_large)
     stem = image_stem(prompt, plan.recipe, model, plan.target_size, seed)
     with reserve_stem(out, stem, overwrite=overwrite) as slot:
-        result = run_plan(m, plan, prompt, seed=seed, negative_prompt=negative, progress=not quiet)
+        result = run_plan(m, plan, prompt, seed=seed, negative_prompt=negative, progress=progress_enabled(not quiet))
         paths = save_run(result, m, prompt, seed, out, slot.stem, negative_prompt=negative)
     return paths, result, plan
 
