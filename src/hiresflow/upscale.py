@@ -76,11 +76,17 @@ def flatten_alpha(img: Image.Image) -> Image.Image:
 
 
 def fit_native_size(geometry, width: int, height: int) -> tuple[int, int]:
-    """(H, W) at the model's native pixel count with the image's aspect ratio, sides rounded to the multiple."""
+    """(H, W) near the model's native pixel count with the image's aspect ratio, sides multiples of the latent
+    multiple: of the heights next to the ideal one, the size whose aspect ratio is closest (then whose area is)."""
     nh, nw = geometry.native
+    m = geometry.multiple
     aspect = width / height
-    h = math.sqrt(nh * nw / aspect)
-    return geometry.round_size(h, h * aspect)
+    h_ideal = math.sqrt(nh * nw / aspect)
+    cands = []
+    for h in {max(m, math.floor(h_ideal / m) * m), max(m, math.ceil(h_ideal / m) * m)}:
+        w = max(m, int(round(h * aspect / m)) * m)
+        cands.append((abs(math.log((w / h) / aspect)), abs(math.log(h * w / (nh * nw))), (h, w)))
+    return min(cands)[2]
 
 
 def prepare_image(img: Image.Image, size: tuple[int, int]) -> torch.Tensor:
