@@ -287,6 +287,8 @@ def app_command(
 ):
     """Start the Gradio app (needs the app extra: pip install -e ".[app]")."""
     try:
+        import gradio  # noqa: F401 - the optional extra
+
         from .app import AppConfig, launch
     except ImportError as err:
         _fail(f"the app needs gradio ({err.name} is missing); install it with: pip install -e \".[app]\"")
