@@ -60,14 +60,14 @@ def main() -> None:
             t0 = time.perf_counter()
             up = pil.resize((2 * native, 2 * native), resample)
             sec = time.perf_counter() - t0
-            up_t = torch.from_numpy(np.asarray(up)).permute(2, 0, 1).float()[None] / 255
+            up_t = torch.from_numpy(np.array(up)).permute(2, 0, 1).float()[None] / 255
             arms[name].append({"view": k, "psnr": psnr(up_t, gt_t), "ssim": ssim(up_t, gt_t), "seconds": sec})
         for ref in ("renoise", "inversion"):
             t0 = time.perf_counter()
             out = hiresflow.upscale_image(model, pil, prompt, method="hiflow", scale=2, reference=ref,
                                           seed=args.seed + k, progress=False)
             sec = time.perf_counter() - t0
-            up_t = torch.from_numpy(np.asarray(out.images[0])).permute(2, 0, 1).float()[None] / 255
+            up_t = torch.from_numpy(np.array(out.images[0])).permute(2, 0, 1).float()[None] / 255
             calls = len(out.result.stages[0].timings.model)
             arms[ref].append({"view": k, "psnr": psnr(up_t, gt_t), "ssim": ssim(up_t, gt_t), "seconds": sec,
                               "reference_calls": calls})

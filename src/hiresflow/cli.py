@@ -285,7 +285,7 @@ def app_command(
     device: Optional[str] = typer.Option(None, "--device", help="cpu, cuda, cuda:N or mps"),
     concurrency: int = typer.Option(1, "--concurrency", help="jobs run at once; the rest wait in the queue"),
 ):
-    """Start the Gradio app (needs the app extra: pip install -e ".[app]")."""
+    """Start the Gradio app (needs gradio: the app extra, see README "App")."""
     try:
         import gradio  # noqa: F401 - the optional extra
 
