@@ -186,7 +186,7 @@ def upscale(
     model: Optional[str] = typer.Option(None, "--model", "-m", help="tiny-flux (default), tiny-sd, random-tiny-*, a diffusers folder or hub id"),
     method: str = typer.Option("hiflow", "--method", help="hiflow, sdedit, freescale, diffusehigh, imax, demofusion or upscale"),
     scale: float = typer.Option(2.0, "--scale", help="linear factor over the model's native size (2, 4, 8, …)"),
-    reference: Optional[str] = typer.Option(None, "--reference", help="reference trajectory for HiFlow: renoise (default) or inversion"),
+    reference: Optional[str] = typer.Option(None, "--reference", help="reference trajectory for HiFlow: inversion (default) or renoise"),
     seed: int = typer.Option(0, "--seed", help="noise seed in 0…2**64-1"),
     out: Path = typer.Option(Path("outputs"), "--out", help="output folder"),
     negative: str = typer.Option("", "--negative", help="negative prompt (CFG models)"),

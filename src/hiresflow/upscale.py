@@ -11,12 +11,13 @@
    picture itself.
 4. Methods that follow a reference trajectory of the native stage (HiFlow's flow-aligned guidance, the
    paper-style `reference_x0` init) get one of two trajectories on the native σ grid (`reference=`):
-   - "renoise" (default): x_σ = (1 − σ)·x0 + σ·ε with ε from the run's seed, and the model's x̂0 prediction at
-     each x_σ recorded — the same number of model calls as the native pass it replaces, no drift;
-   - "inversion": the flow ODE run backwards from the encoded image (σ = 0) to the grid's first σ with Euler
-     steps, recording x̂0 = x − σ·v at every grid point — the trajectory the model would have sampled, up to
-     the inversion's discretisation error (larger at few steps).
-   benchmarks/upscale_reference_trajectory.py measures both against ground truth; README "Upscale your image".
+   - "inversion" (default): the flow ODE run backwards from the encoded image (σ = 0) to the grid's first σ with
+     Euler steps, recording x̂0 = x − σ·v at every grid point — the trajectory the model would have sampled,
+     up to the inversion's discretisation error (larger at few steps);
+   - "renoise": x_σ = (1 − σ)·x0 + σ·ε with ε from the run's seed, and the model's x̂0 prediction at each x_σ
+     recorded — no drift, but each point is an independent noising, not one trajectory.
+   Both cost about one model call per grid point (the native pass they replace). Inversion is the default because
+   it came out ahead on ground truth in benchmarks/upscale_reference_trajectory.py (README "Upscale your image").
    Methods without a reference trajectory (sdedit, freescale, diffusehigh, imax, demofusion, upscale) start
    from the upsampled image and skip this step.
 """
@@ -43,7 +44,7 @@ __all__ = ["REFERENCES", "DEFAULT_REFERENCE", "UPSCALE_METHODS", "load_user_imag
            "upscale_image", "UpscaleInput"]
 
 REFERENCES = ("renoise", "inversion")
-DEFAULT_REFERENCE = "renoise"
+DEFAULT_REFERENCE = "inversion"
 # recipes whose first stage is a native pass the image can replace
 UPSCALE_METHODS = ("hiflow", "sdedit", "freescale", "diffusehigh", "imax", "demofusion", "upscale")
 
