@@ -1,4 +1,5 @@
 import json
+import os
 import subprocess
 import sys
 
@@ -75,3 +76,32 @@ def test_generate_from_image_reproduces_its_bytes(tmp_path):
     assert res.exit_code == 2 and "drop --method" in res.output
     res = runner.invoke(app, ["generate", "--from", str(first / "two-pine-trees-by-a-lake-hiflow-random-tiny-flux-128x128-s5-native.png")])
     assert res.exit_code == 2 and "no hiresflow metadata" in res.output
+
+
+def test_generate_in_a_log_prints_no_warnings_and_no_progress_bars(tmp_path):
+    """stderr is a pipe here (a CI log): no progress bars, no library deprecation or optional-backend notices."""
+    env = {k: v for k, v in os.environ.items() if k != "HIRESFLOW_PROGRESS"}
+    env.update(HF_HUB_OFFLINE="1", PYTHONWARNINGS="default")
+    res = subprocess.run([sys.executable, "-m", "hiresflow.cli", "generate", "a lake", "--model", "tiny-flux",
+                          "--scale", "2", "--out", str(tmp_path), "--set", "base_steps=4", "--set", "stage_steps=[2]"],
+                         capture_output=True, text=True, timeout=180, env=env)
+    assert res.returncode == 0, res.stderr
+    assert res.stderr == "", res.stderr
+    assert res.stdout.splitlines()[-1].startswith("hiflow 128x128 in")
+
+
+def test_a1111_parameters_with_negative_prompt(tmp_path):
+    res = runner.invoke(app, ["generate", "a lake, at night", "--model", "random-tiny-sd", "--method", "sdedit",
+                              "--scale", "2", "--seed", "9", "--negative", "blurry, low quality", "--set", "steps=3",
+                              "--out", str(tmp_path), "--quiet"])
+    assert res.exit_code == 0, res.output
+    final = next(p for p in tmp_path.iterdir() if p.suffix == ".png" and not p.name.endswith("-native.png"))
+    text = Image.open(final).text
+    lines = text["parameters"].splitlines()
+    assert lines[0] == "a lake, at night" and lines[1] == "Negative prompt: blurry, low quality"
+    fields = dict(f.split(": ", 1) for f in lines[2].split(", "))
+    assert fields["Steps"] == "3" and fields["Sampler"] == "Euler" and fields["Seed"] == "9"
+    assert fields["Size"] == "128x128" and fields["Model"] == "random-tiny-sd" and "CFG scale" in fields
+    assert fields["hiresflow method"] == "sdedit" and fields["Hires upscale"] == "2.0"
+    record = json.loads(text["hiresflow"])
+    assert record["negative_prompt"] == "blurry, low quality" and record["plan"]["type"] == "Plan"

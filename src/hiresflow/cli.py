@@ -1,4 +1,5 @@
-"""Command line: `hiresflow recipes`, `hiresflow generate PROMPT ...`.
+"""Command line: `hiresflow recipes`, `hiresflow generate PROMPT ...`, `hiresflow upscale IMAGE ...`,
+`hiresflow batch PROMPTS --out DIR`, `hiresflow app`.
 
 Contract (relied on by later tooling): `recipes` prints one line per recipe starting with its name; `generate`
 writes OUT/<stem>.png (final), OUT/<stem>-native.png and OUT/<stem>.json (plan, seed, versions, per-stage
@@ -124,6 +125,7 @@ def _generate(prompt, model, method, scale, size, seed, out, negative, set_, fro
     from .models.loading import check_device
     from .naming import check_out_dir, clean_stale, image_stem, reserve_stem
     from .output import read_record, save_run
+    from .quiet import progress_enabled
     from .recipes import recipe_params
 
     plan = None
@@ -131,6 +133,9 @@ def _generate(prompt, model, method, scale, size, seed, out, negative, set_, fro
         if method or scale is not None or size or set_:
             raise ValueError("--from re-runs a recorded plan; drop --method, --scale, --size and --set")
         record = read_record(from_)
+        if record.get("upscale"):
+            raise ValueError(f"{from_} was upscaled from {record['upscale'].get('source')}; re-run it with "
+                             f"hiresflow upscale")
         from .plan import Plan
 
         plan = Plan.from_dict(record["plan"])
@@ -169,9 +174,128 @@ def _generate(prompt, model, method, scale, size, seed, out, negative, set_, fro
     check_resources(plan, m, allow=allow_large)
     stem = image_stem(prompt, plan.recipe, model, plan.target_size, seed)
     with reserve_stem(out, stem, overwrite=overwrite) as slot:
-        result = run_plan(m, plan, prompt, seed=seed, negative_prompt=negative, progress=not quiet)
+        result = run_plan(m, plan, prompt, seed=seed, negative_prompt=negative, progress=progress_enabled(not quiet))
         paths = save_run(result, m, prompt, seed, out, slot.stem, negative_prompt=negative)
     return paths, result, plan
+
+
+@app.command()
+def upscale(
+    image: Path = typer.Argument(..., help="the image to enlarge (PNG, JPEG, WebP, …; EXIF orientation applied, alpha on white)"),
+    prompt: str = typer.Option(..., "--prompt", "-p", help="what the image shows (conditions the high-resolution stages)"),
+    model: Optional[str] = typer.Option(None, "--model", "-m", help="tiny-flux (default), tiny-sd, random-tiny-*, a diffusers folder or hub id"),
+    method: str = typer.Option("hiflow", "--method", help="hiflow, sdedit, freescale, diffusehigh, imax, demofusion or upscale"),
+    scale: float = typer.Option(2.0, "--scale", help="linear factor over the model's native size (2, 4, 8, …)"),
+    reference: Optional[str] = typer.Option(None, "--reference", help="reference trajectory for HiFlow: inversion (default) or renoise"),
+    seed: int = typer.Option(0, "--seed", help="noise seed in 0…2**64-1"),
+    out: Path = typer.Option(Path("outputs"), "--out", help="output folder"),
+    negative: str = typer.Option("", "--negative", help="negative prompt (CFG models)"),
+    set_: List[str] = typer.Option([], "--set", help="recipe parameter override key=value (repeatable)"),
+    overwrite: bool = typer.Option(False, "--overwrite", help="replace an existing image set of the same name"),
+    device: Optional[str] = typer.Option(None, "--device", help="cpu, cuda, cuda:N or mps"),
+    quiet: bool = typer.Option(False, "--quiet", help="no progress bars"),
+):
+    """Enlarge your own image: it becomes the native stage of the method's cascade."""
+    try:
+        with _sigterm_as_interrupt():
+            paths, output = _upscale(image, prompt, model or DEFAULT_MODEL, method, scale, reference, seed, out,
+                                     negative, set_, overwrite, device, quiet)
+    except RUN_ERRORS as err:
+        _fail(str(err))
+    except KeyboardInterrupt:
+        typer.echo("interrupted: nothing was written", err=True)
+        raise typer.Exit(code=130)
+    for kind, path in paths.items():
+        typer.echo(f"{kind}: {path}")
+    w, h = output.images[0].size
+    typer.echo(f"{output.plan.recipe} {w}x{h} from {image} in {output.timings['wall_seconds']:.1f} s")
+
+
+def _upscale(image, prompt, model, method, scale, reference, seed, out, negative, set_, overwrite, device, quiet):
+    """Check everything (the image is read first), then load, upscale and save like `generate`."""
+    from .checks import check_choice, check_seed
+    from .models.loading import check_device, load_model
+    from .naming import check_out_dir, clean_stale, image_stem, reserve_stem
+    from .output import save_run
+    from .quiet import progress_enabled
+    from .recipes import recipe_params
+    from .upscale import DEFAULT_REFERENCE, REFERENCES, UPSCALE_METHODS, load_user_image, upscale_image
+
+    check_seed(seed)
+    check_choice("--method", method, UPSCALE_METHODS)
+    reference = check_choice("--reference", reference or DEFAULT_REFERENCE, REFERENCES)
+    overrides = parse_overrides(set_)
+    unknown = sorted(set(overrides) - set(recipe_params(method)))
+    if unknown:
+        raise ValueError(f"recipe {method!r} has no parameter {', '.join(unknown)}; "
+                         f"list them with `hiresflow recipes --params {method}`")
+    picture = load_user_image(image)  # unreadable file: one line before the model loads
+    device = check_device(device)
+    out = check_out_dir(out)
+    clean_stale(out)
+    m = load_model(model, device=device)
+    output = upscale_image(m, picture, prompt, method=method, scale=scale, seed=seed, negative_prompt=negative,
+                           reference=reference, progress=progress_enabled(not quiet), **overrides)
+    output.extra["upscale"]["source"] = str(image)
+    result = output.result
+    stem = image_stem(f"{Path(image).stem} {prompt}", f"up-{method}", model, output.plan.target_size, seed)
+    with reserve_stem(out, stem, overwrite=overwrite) as slot:
+        paths = save_run(result, m, prompt, seed, out, slot.stem, negative_prompt=negative,
+                         extra={"upscale": output.extra["upscale"]})
+    return paths, output
+
+
+@app.command()
+def batch(
+    prompts: Path = typer.Argument(..., help=".txt (one prompt per line) or .jsonl ({\"prompt\": …, \"seed\": …} per line)"),
+    out: Path = typer.Option(..., "--out", help="output folder: images/ and manifest.jsonl (re-run to resume)"),
+    model: str = typer.Option(DEFAULT_MODEL, "--model", "-m", help="model for every prompt"),
+    method: str = typer.Option("hiflow", "--method", help="recipe (a JSONL line may override it)"),
+    scale: Optional[float] = typer.Option(None, "--scale", help="linear upscale factor (default 4)"),
+    size: Optional[str] = typer.Option(None, "--size", help="target WIDTHxHEIGHT (overrides --scale)"),
+    seed: int = typer.Option(0, "--seed", help="seed of the first prompt; prompt k gets seed+k unless its line says"),
+    set_: List[str] = typer.Option([], "--set", help="recipe parameter override key=value (repeatable)"),
+    device: Optional[str] = typer.Option(None, "--device", help="cpu, cuda, cuda:N or mps (accelerate picks per process)"),
+    quiet: bool = typer.Option(False, "--quiet", help="no progress bar"),
+):
+    """Generate one image per prompt, resumable; shards across processes under `accelerate launch`."""
+    from .batch import BatchConfig, run_batch
+    from .checks import check_seed
+
+    try:
+        with _sigterm_as_interrupt():
+            cfg = BatchConfig(model=model, method=method, scale=scale, size=size, seed=check_seed(seed),
+                              params=parse_overrides(set_), device=device, progress=not quiet)
+            info = run_batch(prompts, out, cfg, log=(lambda msg: None) if quiet else (lambda msg: typer.echo(msg, err=True)))
+    except RUN_ERRORS as err:
+        _fail(str(err))
+    except KeyboardInterrupt:
+        typer.echo("interrupted: finished images are kept; re-run the same command to resume", err=True)
+        raise typer.Exit(code=130)
+    typer.echo(f"process {info['process']}: {info['written']} written, {info['skipped']} already done; "
+               f"manifest: {info['manifest']}")
+
+
+@app.command("app")
+def app_command(
+    host: str = typer.Option("127.0.0.1", "--host", help="address to listen on (0.0.0.0 for the network)"),
+    port: int = typer.Option(7860, "--port", help="port"),
+    model: str = typer.Option(DEFAULT_MODEL, "--model", "-m", help="model selected at start"),
+    out: Path = typer.Option(Path("outputs/app"), "--out", help="where the app writes the PNGs it offers for download"),
+    device: Optional[str] = typer.Option(None, "--device", help="cpu, cuda, cuda:N or mps"),
+    concurrency: int = typer.Option(1, "--concurrency", help="jobs run at once; the rest wait in the queue"),
+):
+    """Start the Gradio app (needs gradio: the app extra, see README "App")."""
+    try:
+        import gradio  # noqa: F401 - the optional extra
+
+        from .app import AppConfig, launch
+    except ImportError as err:
+        _fail(f"the app needs gradio ({err.name} is missing); install it with: pip install -e \".[app]\"")
+    try:
+        launch(AppConfig(model=model, out=out, device=device, concurrency=concurrency), host=host, port=port)
+    except RUN_ERRORS as err:
+        _fail(str(err))
 
 
 def _mount_subcommands() -> None:

@@ -43,8 +43,9 @@ def versions() -> dict:
             "transformers": transformers.__version__, "python": platform.python_version()}
 
 
-def run_record(result, model, prompt: str, seed: int, negative_prompt: str = "") -> dict:
-    """What the run was (deterministic: no timings): enough to re-run it with `Plan.from_dict`."""
+def run_record(result, model, prompt: str, seed: int, negative_prompt: str = "", extra: dict | None = None) -> dict:
+    """What the run was (deterministic: no timings): enough to re-run it with `Plan.from_dict`. `extra` adds
+    fields (e.g. "upscale": the source image of `hiresflow upscale`)."""
     h, w = result.image.shape[-2:]
     stages = [{"index": st.index, "size": [st.size[1], st.size[0]], "sigma_start": float(st.sigmas[st.start]),
                "steps": int(st.sigmas.numel() - 1 - st.start),
@@ -52,7 +53,7 @@ def run_record(result, model, prompt: str, seed: int, negative_prompt: str = "")
     return {
         "prompt": prompt, "negative_prompt": negative_prompt, "seed": seed, "recipe": result.plan.recipe,
         "size": [w, h], "model": model.describe(), "plan": result.plan.to_dict(), "stages": stages,
-        "device": str(model.device), "versions": versions(),
+        "device": str(model.device), "versions": versions(), **(extra or {}),
     }
 
 
@@ -101,11 +102,12 @@ def _save_pause():
     return (lambda: time.sleep(pause)) if pause > 0 else None
 
 
-def save_run(result, model, prompt: str, seed: int, out_dir: Path, stem: str, negative_prompt: str = "") -> dict:
+def save_run(result, model, prompt: str, seed: int, out_dir: Path, stem: str, negative_prompt: str = "",
+             extra: dict | None = None) -> dict:
     """Write <stem>.png, <stem>-native.png, <stem>.json into out_dir; returns {kind: path}."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    record = run_record(result, model, prompt, seed, negative_prompt)
+    record = run_record(result, model, prompt, seed, negative_prompt, extra)
     final = out_dir / f"{stem}.png"
     native = out_dir / f"{stem}-native.png"
     sidecar = out_dir / f"{stem}.json"

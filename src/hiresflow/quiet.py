@@ -1,14 +1,34 @@
 """Keep the libraries quiet while hiresflow loads models: no optional-backend notices, deprecation warnings or
 per-component loading bars on a normal run. Everything is restored when the block ends, so a user's own logging
-and progress settings are untouched."""
+and progress settings are untouched.
+
+`progress_enabled` is the command line's rule for progress bars: shown on an interactive terminal, never with
+`--quiet` or when stderr is a log file or pipe (CI logs stay free of carriage-return noise)."""
 
 from __future__ import annotations
 
+import os
+import sys
 import warnings
 from contextlib import contextmanager
 from typing import Iterator
 
-__all__ = ["quiet_libraries"]
+__all__ = ["quiet_libraries", "progress_enabled"]
+
+
+def progress_enabled(requested: bool = True, stream=None) -> bool:
+    """Whether a command-line progress bar should draw: requested (not --quiet), stderr is a terminal, and
+    HIRESFLOW_PROGRESS is not "0" (HIRESFLOW_PROGRESS=1 forces bars on, e.g. under a pseudo-terminal-less runner)."""
+    if not requested:
+        return False
+    env = os.environ.get("HIRESFLOW_PROGRESS", "")
+    if env in ("0", "1"):
+        return env == "1"
+    stream = sys.stderr if stream is None else stream
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError):
+        return False
 
 
 @contextmanager

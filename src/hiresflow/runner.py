@@ -19,7 +19,7 @@ import torch
 
 from .flow.filters import random_unsharp_mask
 from .flow.resize import resize_image, resize_latent
-from .flow.sampler import SampleResult, sample
+from .flow.sampler import SampleResult, StepCallback, sample
 from .models.base import FlowModel
 from .patches.base import compose_patches
 from .plan import Plan, Stage
@@ -113,7 +113,7 @@ def _initial_sample(stage: Stage, s: int, prev: StageResult | None, up, noise, s
 
 
 def _run_stage(model: FlowModel, plan: Plan, s: int, results: list[StageResult], cond, seed: int,
-               needs_image: bool, progress: bool) -> StageResult:
+               needs_image: bool, progress: bool, on_step: StepCallback | None = None) -> StageResult:
     """Initialise, build the stage's hooks (stage protocol), sample, decode."""
     stage = plan.stages[s]
     t0 = time.perf_counter()
@@ -148,8 +148,10 @@ def _run_stage(model: FlowModel, plan: Plan, s: int, results: list[StageResult],
         out = SampleResult(x=x.to(torch.float32), trajectory=Trajectory(sigmas=sigmas), timings=StepTimings())
     else:
         out = sample(velocity_fn, x, sigmas, start=start, guides=guides, stage=s, generator=gen,
-                     progress=desc if progress else False)
+                     progress=desc if progress else False, on_step=on_step)
     _check_finite(out.x, "latent", s, stage)
+    if out.stopped_at is not None:
+        info["stopped_at_step"] = out.stopped_at
     raw = model.decode(out.x, clamp=False) if needs_image else None
     _check_finite(raw, "image", s, stage)
     info["sigma_start"] = sigma0
@@ -168,8 +170,16 @@ def run_plan(
     progress: bool = False,
     decode_all: bool = True,
     on_stage: Callable[[StageResult], Any] | None = None,
+    on_step: StepCallback | None = None,
+    native: StageResult | None = None,
 ) -> RunResult:
-    """Run every stage of `plan` for one prompt; returns per-stage results and the final image."""
+    """Run every stage of `plan` for one prompt; returns per-stage results and the final image.
+
+    `on_step(ctx, x_next)` runs after every Euler step of every stage (`hiresflow.flow.sampler.StepCallback`): it
+    may replace the sample or stop the run; a stopped run decodes the stage it stopped in, runs no later stage
+    and records `info["stopped"] = {"stage": s, "step": k}` (its image is that stage's, at that stage's size).
+    `native`: a finished first stage supplied by the caller (an encoded user image with its reference
+    trajectory, `hiresflow.upscale`); stage 0 of the plan is then not sampled."""
     check_type("model", model, FlowModel, "a hiresflow FlowModel (from load_model or wrap_pipeline)")
     check_type("plan", plan, Plan, "a hiresflow Plan (from build_plan or Plan.from_dict)")
     check_type("prompt", prompt, str, "a string")
@@ -182,17 +192,35 @@ def run_plan(
     t_start = time.perf_counter()
     cond = model.encode_prompt(prompt, negative_prompt)
     results: list[StageResult] = []
+    info: dict = {}
+    if native is not None:
+        check_type("native", native, StageResult, "a StageResult (from hiresflow.upscale.native_from_image)")
+        if tuple(native.size) != tuple(plan.stages[0].size):
+            raise ValueError(f"the supplied native stage is {native.size[1]}x{native.size[0]} but the plan's first "
+                             f"stage is {plan.stages[0].size[1]}x{plan.stages[0].size[0]}; build the plan for it")
+        results.append(native)
+        if on_stage is not None:
+            on_stage(native)
     for s, stage in enumerate(plan.stages):
-        needs_image = decode_all or s == len(plan.stages) - 1 or plan.stages[s + 1].init.space == "pixel"
+        if s < len(results):
+            continue
+        last = s == len(plan.stages) - 1
+        needs_image = decode_all or last or plan.stages[s + 1].init.space == "pixel"
         with model.codec.tiling(stage.vae_tiling):
-            res = _run_stage(model, plan, s, results, cond, seed, needs_image, progress)
+            res = _run_stage(model, plan, s, results, cond, seed, needs_image, progress, on_step)
+        stopped = "stopped_at_step" in res.extra
+        if stopped and res.image is None:
+            res.image = model.decode(res.latent)
         results.append(res)
         if on_stage is not None:
             on_stage(res)
         # older trajectories are not needed by later stages; drop them to bound memory
         if len(results) >= 2:
             results[-2].trajectory.x0.clear()
+        if stopped:
+            info["stopped"] = {"stage": s, "step": res.extra["stopped_at_step"]}
+            break
     final = results[-1].image
-    if plan.upscale is not None:
+    if plan.upscale is not None and "stopped" not in info:
         final = resize_image(final, plan.upscale.size, plan.upscale.interpolation)
-    return RunResult(plan=plan, stages=results, image=final, seconds=time.perf_counter() - t_start)
+    return RunResult(plan=plan, stages=results, image=final, seconds=time.perf_counter() - t_start, info=info)

@@ -33,6 +33,7 @@ def bench(
     quiet: bool = typer.Option(False, "--quiet", help="no progress bars"),
 ):
     """Generate (resumable), evaluate against ground truth, and write OUT/results.md, results.json, grids, plot."""
+    from ..quiet import progress_enabled
     from .driver import report_bench, run_bench
     from .spec import load_spec
 
@@ -64,7 +65,7 @@ def bench(
 
     try:
         check_device(device)
-        results = run_bench(parsed, out, device=device, progress=not quiet, generate=not eval_only,
+        results = run_bench(parsed, out, device=device, progress=progress_enabled(not quiet), generate=not eval_only,
                             evaluate=not no_eval, log=log)
     except (ValueError, TypeError) as err:
         typer.echo(f"error: {err}", err=True)

@@ -375,6 +375,8 @@ def train_loop(
     ``spec.ckpt_every_s`` seconds, at SIGINT/SIGTERM and at the end. Returns the final state summary."""
     from tqdm import tqdm
 
+    from ..quiet import progress_enabled
+
     spec = run.spec
     step = start_step
     t_start = time.perf_counter()
@@ -389,7 +391,7 @@ def train_loop(
     def checkpoint() -> None:
         run.save(step, model, optimizer, ema, wall(), extra_state() if extra_state else None)
 
-    bar = tqdm(total=spec.steps, initial=step, desc=desc, disable=not spec.progress, dynamic_ncols=True,
+    bar = tqdm(total=spec.steps, initial=step, desc=desc, disable=not progress_enabled(spec.progress), dynamic_ncols=True,
                mininterval=2.0)
     with _StopFlag() as flag:
         while step < spec.steps:

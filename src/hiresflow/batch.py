@@ -1,0 +1,278 @@
+"""Batch generation from a prompt file: resumable, crash-safe, and sharded across `accelerate launch` processes.
+
+Input: a `.txt` file (one prompt per line; blank lines and lines starting with `#` are skipped) or a `.jsonl`
+file (one object per line: "prompt" required; optional "seed", "negative_prompt", "method", "scale", "size"
+as "WxH", "params" {recipe overrides}). Job k (0-based, in file order) has seed `seed + k` unless its line says.
+
+Output in DIR: `images/<k:05d>-<slug>.png` (+ `-native.png`, `.json` sidecar, written as one atomic set by
+`hiresflow.output.save_run`) and `manifest.jsonl`, one line per image: index, prompt, seed, method, file,
+sha256 of the file, size, plan, timings.
+
+Resume: a job is done when its final PNG exists — the set is renamed into place final image last, so a present
+final PNG means a complete set. A restarted run removes what a killed one left (temporary files, stale locks,
+incomplete sets: `hiresflow.naming.clean_stale`), skips every done job (its manifest line is rebuilt from the
+sidecar if the kill came between the image and its manifest line) and writes the rest. Manifest lines are
+appended per process to `manifest.<rank>.jsonl` with one `write` + fsync each; a torn last line is ignored.
+At the end the main process merges the old manifest and every shard into `manifest.jsonl` (atomic rewrite,
+one line per index, sorted) and deletes the shards.
+
+Scale-out: under `accelerate launch --num_processes N` process r takes the jobs with k % N == r
+(`accelerate.PartialState`); the processes meet at a barrier before the merge.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+from .atomic import write_text_atomic
+
+__all__ = ["BatchJob", "BatchConfig", "read_prompts", "run_batch", "read_manifest", "merge_manifests",
+           "MANIFEST", "sha256_file"]
+
+MANIFEST = "manifest.jsonl"
+IMAGES = "images"
+
+
+@dataclass
+class BatchJob:
+    """One image of a batch."""
+
+    index: int
+    prompt: str
+    seed: int
+    negative_prompt: str = ""
+    method: str | None = None
+    scale: float | None = None
+    size: str | None = None
+    params: dict = field(default_factory=dict)
+
+    @property
+    def stem(self) -> str:
+        from .naming import slug
+
+        return f"{self.index:05d}-{slug(self.prompt, 40)}"
+
+
+@dataclass
+class BatchConfig:
+    """Options shared by every job (a job's own fields win)."""
+
+    model: str = "tiny-flux"
+    method: str = "hiflow"
+    scale: float | None = None
+    size: str | None = None
+    seed: int = 0
+    params: dict = field(default_factory=dict)
+    device: str | None = None
+    progress: bool = True
+
+
+def _job_from_json(obj, k: int, base_seed: int, where: str) -> BatchJob:
+    from .checks import check_seed
+
+    if not isinstance(obj, dict) or not isinstance(obj.get("prompt"), str) or not obj["prompt"].strip():
+        raise ValueError(f"{where}: each JSONL line must be an object with a non-empty \"prompt\" string")
+    unknown = sorted(set(obj) - {"prompt", "seed", "negative_prompt", "method", "scale", "size", "params"})
+    if unknown:
+        raise ValueError(f"{where}: unknown field(s) {', '.join(unknown)}; use prompt, seed, negative_prompt, "
+                         f"method, scale, size, params")
+    params = obj.get("params") or {}
+    if not isinstance(params, dict):
+        raise ValueError(f"{where}: \"params\" must be an object of recipe parameters")
+    seed = check_seed(obj["seed"]) if obj.get("seed") is not None else base_seed + k
+    return BatchJob(k, obj["prompt"], seed, str(obj.get("negative_prompt") or ""), obj.get("method"),
+                    obj.get("scale"), obj.get("size"), params)
+
+
+def read_prompts(path: str | Path, base_seed: int = 0) -> list[BatchJob]:
+    """The jobs of a .txt or .jsonl prompt file (one-line errors naming the line)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"{path} does not exist; pass a .txt (one prompt per line) or .jsonl prompt file")
+    if path.suffix.lower() not in (".txt", ".jsonl"):
+        raise ValueError(f"{path}: prompt files must end in .txt (one prompt per line) or .jsonl")
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except UnicodeDecodeError:
+        raise ValueError(f"{path} is not UTF-8 text; save it as UTF-8") from None
+    jobs: list[BatchJob] = []
+    for n, line in enumerate(lines, 1):
+        text = line.strip()
+        if not text or text.startswith("#"):
+            continue
+        k = len(jobs)
+        if path.suffix.lower() == ".jsonl":
+            try:
+                obj = json.loads(text)
+            except json.JSONDecodeError as err:
+                raise ValueError(f"{path}:{n}: not valid JSON ({err.msg}); one object per line") from None
+            jobs.append(_job_from_json(obj, k, base_seed, f"{path}:{n}"))
+        else:
+            jobs.append(BatchJob(k, text, base_seed + k))
+    if not jobs:
+        raise ValueError(f"{path} holds no prompts; write one per line")
+    return jobs
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _read_lines(path: Path) -> Iterator[dict]:
+    """Parsed manifest lines; a torn or corrupt line (a kill mid-append) is skipped."""
+    if not path.is_file():
+        return
+    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(obj, dict) and isinstance(obj.get("index"), int):
+            yield obj
+
+
+def _shards(out: Path) -> list[Path]:
+    return sorted(out.glob("manifest.*.jsonl"))
+
+
+def read_manifest(out: str | Path) -> dict[int, dict]:
+    """Every recorded image of DIR by index (merged manifest and any shards; later lines win)."""
+    out = Path(out)
+    entries: dict[int, dict] = {}
+    for p in [out / MANIFEST, *_shards(out)]:
+        for obj in _read_lines(p):
+            entries[obj["index"]] = obj
+    return entries
+
+
+def merge_manifests(out: str | Path) -> Path:
+    """Rewrite DIR/manifest.jsonl atomically from itself and the shards (one line per index), drop the shards.
+    Entries whose image is missing or does not match its hash are left out."""
+    out = Path(out)
+    entries = read_manifest(out)
+    good = [e for k, e in sorted(entries.items())
+            if (out / e["file"]).is_file() and sha256_file(out / e["file"]) == e.get("sha256")]
+    path = write_text_atomic(out / MANIFEST, "".join(json.dumps(e, sort_keys=True) + "\n" for e in good))
+    for shard in _shards(out):
+        shard.unlink(missing_ok=True)
+    return path
+
+
+def _append_line(path: Path, entry: dict) -> None:
+    data = (json.dumps(entry, sort_keys=True) + "\n").encode("utf-8")
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _entry(job: BatchJob, out: Path, paths: dict[str, Path], rank: int) -> dict:
+    """A manifest line for a finished image, from its sidecar (works for sets finished by a killed run too)."""
+    side = json.loads(paths["metadata"].read_text())
+    return {"index": job.index, "prompt": job.prompt, "negative_prompt": job.negative_prompt, "seed": job.seed,
+            "method": side["recipe"], "model": side["model"]["name"],
+            "file": str(paths["image"].relative_to(out)), "native": str(paths["native"].relative_to(out)),
+            "sidecar": str(paths["metadata"].relative_to(out)), "sha256": sha256_file(paths["image"]),
+            "size": side["size"], "plan": side["plan"],
+            "timings": {"seconds": side.get("seconds"),
+                        "stages": [{k: s.get(k) for k in ("index", "size", "seconds", "model_seconds",
+                                                           "guide_seconds")} for s in side["stages"]]},
+            "process": rank}
+
+
+def _process_state():
+    """(rank, world size, barrier) from accelerate when launched by it, else a single process."""
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 or "ACCELERATE_PROCESS_INDEX" in os.environ \
+            or "LOCAL_RANK" in os.environ:
+        import torch
+        from accelerate import PartialState
+
+        cpu = not torch.cuda.is_available() or os.environ.get("ACCELERATE_USE_CPU", "").lower() in ("1", "true")
+        state = PartialState(cpu=cpu)  # CPU-only: gloo process group (accelerate's MULTI_CPU)
+        return state.process_index, state.num_processes, state.wait_for_everyone
+    return 0, 1, (lambda: None)
+
+
+def run_batch(prompts: str | Path, out: str | Path, config: BatchConfig,
+              log: Callable[[str], Any] = lambda msg: None) -> dict:
+    """Generate every job of `prompts` not yet in `out`; returns counts for this process."""
+    from .models.base import parse_size
+    from .models.loading import check_device, load_model
+    from .naming import check_out_dir, clean_stale, reserve_stem, set_paths
+    from .output import save_run
+    from .quiet import progress_enabled
+    from .recipes import build_plan, recipe_params
+    from .runner import run_plan
+    from tqdm.auto import tqdm
+
+    jobs = read_prompts(prompts, config.seed)
+    for job in jobs:  # every job's method and overrides are checked before the model loads
+        method = job.method or config.method
+        valid = recipe_params(method)
+        unknown = sorted(set({**config.params, **job.params}) - set(valid))
+        if unknown:
+            raise ValueError(f"prompt {job.index}: recipe {method!r} has no parameter {', '.join(unknown)}; "
+                             f"list them with `hiresflow recipes --params {method}`")
+        if job.size or config.size:
+            parse_size(job.size or config.size)
+    device = check_device(config.device)
+    rank, world, barrier = _process_state()
+    out = check_out_dir(Path(out))
+    images = out / IMAGES
+    images.mkdir(exist_ok=True)
+    if rank == 0:
+        clean_stale(images)
+    barrier()
+    done = read_manifest(out)
+    shard = out / f"manifest.{rank}.jsonl"
+    mine = [j for j in jobs if j.index % world == rank]
+    todo, recovered = [], 0
+    for job in mine:
+        paths = set_paths(images, job.stem)
+        if paths["image"].is_file():
+            if job.index not in done and paths["metadata"].is_file():
+                _append_line(shard, _entry(job, out, paths, rank))
+                recovered += 1
+            continue
+        todo.append(job)
+    log(f"process {rank}/{world}: {len(mine) - len(todo)} of {len(mine)} done, {len(todo)} to go")
+    model = load_model(config.model, device=device) if todo else None
+    plans: dict[tuple, Any] = {}
+    written = 0
+    bar = tqdm(todo, desc=f"batch [{rank}]" if world > 1 else "batch", position=rank if world > 1 else None,
+               disable=not progress_enabled(config.progress), unit="img")
+    for job in bar:
+        method = job.method or config.method
+        params = {**config.params, **job.params}
+        size = job.size or config.size
+        scale = job.scale if job.scale is not None else config.scale
+        if size is None and scale is None:
+            scale = 4.0
+        key = (method, scale, size, json.dumps(params, sort_keys=True, default=str))
+        if key not in plans:
+            plans[key] = build_plan(method, model, scale=scale, size=parse_size(size) if size else None, **params)
+        plan = plans[key]
+        with reserve_stem(images, job.stem, overwrite=True) as slot:
+            result = run_plan(model, plan, job.prompt, seed=job.seed, negative_prompt=job.negative_prompt)
+            paths = save_run(result, model, job.prompt, job.seed, images, slot.stem,
+                             negative_prompt=job.negative_prompt)
+        _append_line(shard, _entry(job, out, paths, rank))
+        written += 1
+    barrier()
+    if rank == 0:
+        merge_manifests(out)
+    barrier()
+    return {"process": rank, "processes": world, "jobs": len(jobs), "mine": len(mine), "written": written,
+            "skipped": len(mine) - len(todo), "recovered": recovered, "manifest": str(out / MANIFEST)}
