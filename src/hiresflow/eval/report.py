@@ -49,8 +49,13 @@ def _sizes(groups: list[GroupResult]) -> list[tuple]:
     return sizes
 
 
+def _recorded(cols, groups: list[GroupResult]):
+    """The metrics some group recorded (a results.json written before a metric existed keeps its columns)."""
+    return [m for m in cols if any(m.key in g.metrics for g in groups)]
+
+
 def _quality_table(groups: list[GroupResult], labels: list[str], refs: list[ReferenceResult]) -> list[str]:
-    cols = registry.columns(QUALITY)
+    cols = _recorded(registry.columns(QUALITY), groups)
     head = ["Res", "Method", "n img / crops"] + [m.header(QUALITY) for m in cols]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for size in _sizes(groups):
@@ -82,7 +87,7 @@ def _spread_table(groups: list[GroupResult], labels: list[str]) -> list[str]:
     if not rows:
         return []
     seeds = list(rows[0].by_seed)
-    cols = registry.columns(SEEDS)
+    cols = _recorded(registry.columns(SEEDS), rows)
     head = ["Res", "Method", "n img per set"] + [m.header(SEEDS) for m in cols]
     lines = [f"Per seed set ({' / '.join(seeds)}):", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for size in _sizes(rows):
