@@ -36,7 +36,7 @@ def test_sdedit_inputs(flux, kwargs, match):
 @pytest.mark.parametrize("recipe,kwargs,match", [
     ("hiflow", dict(alpha=-1.0), "alpha must be a non-negative"),
     ("hiflow", dict(beta=[0.5, -0.1]), "beta must be a non-negative"),
-    ("hiflow", dict(init="magic"), "init must be 'official' or 'paper'"),
+    ("hiflow", dict(init="magic"), "init must be 'official', 'paper' or 'cfm'"),
     ("hiflow", dict(stage_steps=(40,)), "stage_steps must lie"),
     ("imax", dict(projection_scale=-1.0), "scale must be a non-negative"),
     ("imax", dict(schedule="cosine"), "guidance schedule must be one of"),
@@ -59,7 +59,7 @@ def test_unknown_recipe(flux):
 
 def test_schedule_spec_validation():
     with pytest.raises(ValueError, match="start index"):
-        ScheduleSpec(steps=10, start=10)
+        ScheduleSpec(steps=10, start=11)  # start == steps is a stage with no σ step (pure upsampling)
 
 
 def test_unknown_model(monkeypatch, tmp_path):
