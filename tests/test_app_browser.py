@@ -64,7 +64,7 @@ def test_app_generates_in_chromium_and_shows_errors(served_app, tmp_path):
             page.locator("#size textarea, #size input").first.fill("128x128")
             page.get_by_text("Advanced parameters of the recipe").click()
             page.locator("#params textarea").fill("base_steps = 4\nstage_steps = [2]")
-                page.locator("#params textarea").blur()
+            page.locator("#params textarea").blur()
             page.locator("#run").click()
             img = page.locator("#result img")
             img.wait_for(state="visible")
@@ -85,8 +85,8 @@ def test_app_generates_in_chromium_and_shows_errors(served_app, tmp_path):
     assert len(pngs) == 1  # the failed job wrote nothing
     text = Image.open(pngs[0]).text
     # A1111 text: prompt line, then the settings line (the parameter box's values are covered by test_app.py)
-        assert text["parameters"].startswith("three pine trees by a lake\nSteps: ")
-        assert "Sampler: Euler" in text["parameters"] and "hiresflow method: hiflow" in text["parameters"]
+    assert text["parameters"].startswith("three pine trees by a lake\nSteps: ")
+    assert "Sampler: Euler" in text["parameters"] and "hiresflow method: hiflow" in text["parameters"]
     assert '"recipe": "hiflow"' in text["hiresflow"]
     assert Image.open(shot).size[0] == 1280
     target = os.environ.get("HIRESFLOW_APP_SCREENSHOT")
