@@ -90,7 +90,11 @@ def test_committed_reports_are_reproduced_from_results_json(folder):
     text = lay.results_json.read_text()
     res = BenchResults.from_json(text)
     assert res.to_json() == text
+    import dataclasses
+
     spec_file = ROOT / "benchmarks" / "specs" / f"{res.spec['name']}.yaml"
     if not spec_file.is_file():
         pytest.skip(f"no spec {spec_file.name}")
-    assert markdown_report(res, load_spec(spec_file), lay) == lay.results_md.read_text()
+    # the models as run: a committed spec may since name another version of a model (tiny-flux-v1)
+    spec = dataclasses.replace(load_spec(spec_file), models=list(res.spec["models"]))
+    assert markdown_report(res, spec, lay) == lay.results_md.read_text()

@@ -128,7 +128,48 @@ def test_cli_train_and_export_loads_offline(tmp_path, monkeypatch):
 
     flux_section = md.split("## flux", 1)[1].split("## sd", 1)[0]
     shutil.rmtree(tmp_path / "runs" / "flux")
+    with open(tmp_path / "embedded/TRAINING.md", "a") as f:  # a record of another model (e.g. an upsampler)
+        f.write("\n## cfm-x2\n\nits record\n")
     res = r.invoke(app, ["export", "--runs", "runs", "--out", "embedded", "--flux", ""])
     assert res.exit_code == 0, res.output
     md2 = (tmp_path / "embedded/TRAINING.md").read_text()
     assert "## vae" in md2 and "## sd" in md2 and flux_section.strip() in md2
+    assert "## cfm-x2\n\nits record" in md2
+
+
+@pytest.mark.parametrize("kind", ["flux", "sd"])
+def test_warm_start_continues_from_the_given_pipeline(tmp_path, kind):
+    """--init-from: the run starts from the other pipeline's denoiser weights and keeps its other components."""
+    from hiresflow.train.diffusion import load_trained_pipeline
+    from hiresflow.train.export import export_run
+    from hiresflow.train.pipelines import denoiser_of
+
+    train_diffusion(_spec(tmp_path, "base", steps=3), _opts(kind), standin)
+    base = tmp_path / "base-export"
+    export_run(tmp_path / "base", base, dtype="fp32", compare=False, version=1)
+    opts = DiffusionOptions(kind=kind, vae=None, cache_n=8, size=32, preview_steps=2, init_from=str(base))
+    train_diffusion(_spec(tmp_path, "warm", steps=2, stop_after=1), opts, standin)  # skeleton = init
+    pipe0, _ = load_trained_pipeline(tmp_path / "base")
+    from hiresflow.train.pipelines import load_pipeline_folder
+
+    skel = load_pipeline_folder(tmp_path / "warm" / "skeleton")
+    for comp in ("vae", "text_encoder", denoiser_of(kind)):
+        a, b = getattr(pipe0, comp).state_dict(), getattr(skel, comp).state_dict()
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), comp
+    res = train_diffusion(_spec(tmp_path, "warm", steps=2), opts, standin)
+    assert res["step"] == 2 and torch.isfinite(torch.tensor(res["final_loss"]))
+    card = tmp_path / "warm-export"
+    export_run(tmp_path / "warm", card, dtype="fp32", compare=False, version=2)
+    meta = json.loads((card / "hiresflow.json").read_text())
+    assert meta["version"] == 2 and meta["init_from"] == str(base)
+
+
+def test_warm_start_refuses_bad_sources(tmp_path):
+    with pytest.raises(ValueError, match="architecture"):
+        DiffusionOptions(kind="flux", init_from="tiny-flux-v1", denoiser={"num_layers": 1})
+    with pytest.raises(ValueError, match="neither an embedded model"):
+        train_diffusion(_spec(tmp_path, "w"), DiffusionOptions(kind="flux", vae=None, init_from=str(tmp_path)),
+                        standin)
+    with pytest.raises(ValueError, match="not a sd pipeline"):
+        train_diffusion(_spec(tmp_path, "w2"), DiffusionOptions(kind="sd", vae=None, init_from="tiny-flux-v1"),
+                        standin)

@@ -43,6 +43,8 @@ def _spec(name, runs, seed, steps, batch, threads, lr, warmup, ckpt_every, sampl
 
 SOURCE_HELP = "module providing vocabulary() and dataset_batch() (the training data)"
 MIX_HELP = "share of full-scene views in the latent cache, the rest close-ups (default: the world's 0.65)"
+INIT_HELP = ("warm start from this pipeline (embedded name or folder): its text encoders, tokenizers and VAE are kept "
+             "and its denoiser trains on; --vae and --transformer/--unet are then unused")
 STOP_HELP = "stop after this many steps of this invocation (checkpointed; rerun to continue)"
 
 
@@ -122,13 +124,14 @@ def vae(
 
 def _diffusion(ctx, kind, name, runs, seed, steps, batch, threads, lr, warmup, vae_dir, cache_n, p_uncond, ema,
                ckpt_every, sample_every, denoiser, stop_after, source, logit_mean=0.0, logit_std=1.0,
-               full_fraction=None):
+               full_fraction=None, init_from=None):
     from .data import world_source
     from .diffusion import DiffusionOptions, train_diffusion
 
     spec = _spec(name, runs, seed, steps, batch, threads, lr, warmup, ckpt_every, sample_every, stop_after)
     opts = DiffusionOptions(kind=kind, vae=vae_dir, cache_n=cache_n, p_uncond=p_uncond, ema_decay=ema,
                             logit_mean=logit_mean, logit_std=logit_std, full_fraction=full_fraction,
+                            init_from=init_from or None,
                             denoiser=_json_option(denoiser, "--transformer/--unet"))
     _record_command(ctx, runs, name)
     _finish(train_diffusion(spec, opts, world_source(source)))
@@ -156,12 +159,14 @@ def flux(
     ckpt_every: float = typer.Option(180.0),
     sample_every: int = typer.Option(500),
     transformer: Optional[str] = typer.Option(None, help="JSON overrides of the transformer config"),
+    init_from: Optional[str] = typer.Option(None, help=INIT_HELP),
     stop_after: Optional[int] = typer.Option(None, help=STOP_HELP),
     source: str = typer.Option("hiresflow.world", help=SOURCE_HELP),
 ):
     """Train tiny-flux (FluxTransformer2DModel, rectified flow, 64 px)."""
     _diffusion(ctx, "flux", name, runs, seed, steps, batch, threads, lr, warmup, vae_dir, cache_n, p_uncond, ema,
-               ckpt_every, sample_every, transformer, stop_after, source, logit_mean, logit_std, full_fraction)
+               ckpt_every, sample_every, transformer, stop_after, source, logit_mean, logit_std, full_fraction,
+               init_from)
 
 
 @app.command()
@@ -184,12 +189,14 @@ def sd(
     sample_every: int = typer.Option(500),
     full_fraction: Optional[float] = typer.Option(None, help=MIX_HELP),
     unet: Optional[str] = typer.Option(None, help="JSON overrides of the UNet config"),
+    init_from: Optional[str] = typer.Option(None, help=INIT_HELP),
     stop_after: Optional[int] = typer.Option(None, help=STOP_HELP),
     source: str = typer.Option("hiresflow.world", help=SOURCE_HELP),
 ):
     """Train tiny-sd (UNet2DConditionModel, ε-prediction DDPM, 64 px)."""
     _diffusion(ctx, "sd", name, runs, seed, steps, batch, threads, lr, warmup, vae_dir, cache_n, p_uncond, ema,
-               ckpt_every, sample_every, unet, stop_after, source, full_fraction=full_fraction)
+               ckpt_every, sample_every, unet, stop_after, source, full_fraction=full_fraction,
+               init_from=init_from)
 
 
 @app.command()
@@ -271,6 +278,9 @@ def export(
     dtype: str = typer.Option("fp32", help="stored weight dtype: fp32, fp16 or bf16 (diffusers keeps a stored fp16 as fp16 on load, which is ~2.5x slower on CPU)"),
     flux_guidance: float = typer.Option(4.0, help="recommended CFG scale recorded in tiny-flux/hiresflow.json"),
     sd_guidance: float = typer.Option(5.0, help="recommended CFG scale recorded in tiny-sd/hiresflow.json"),
+    version: Optional[int] = typer.Option(None, help="model version recorded in each card (none recorded = 1)"),
+    flux_name: str = typer.Option("tiny-flux", help="folder name of the tiny-flux export under --out"),
+    sd_name: str = typer.Option("tiny-sd", help="folder name of the tiny-sd export under --out"),
 ):
     """Write the trained models to <out>/tiny-flux and <out>/tiny-sd, and <out>/TRAINING.md."""
     from ..models.loading import EMBEDDED_DIR
@@ -285,8 +295,9 @@ def export(
         if not (run_dir / "ckpt.safetensors").is_file():
             typer.echo(f"skip {kind}: no checkpoint in {run_dir}", err=True)
             continue
-        folder = target / EMBEDDED_NAMES[kind]
-        info = export_run(run_dir, folder, dtype=dtype, guidance=flux_guidance if kind == "flux" else sd_guidance)
+        folder = target / (flux_name if kind == "flux" else sd_name)
+        info = export_run(run_dir, folder, dtype=dtype, guidance=flux_guidance if kind == "flux" else sd_guidance,
+                          version=version)
         info["folder"] = str(folder)
         info["exported_at"] = time.strftime("%Y-%m-%d %H:%M")
         (run_dir / "export.json").write_text(json.dumps(info, indent=2) + "\n")

@@ -24,7 +24,7 @@ from .common import EMA, Run, TrainSpec, save_png, set_threads, step_generator, 
 from .data import Source, build_latent_cache, file_digest, world_source
 from .pipelines import build_skeleton, denoiser_of, load_pipeline_folder, save_pipeline
 
-__all__ = ["DiffusionOptions", "train_diffusion", "preview", "load_trained_pipeline", "PREVIEW_PROMPTS"]
+__all__ = ["DiffusionOptions", "train_diffusion", "warm_start_pipeline", "preview", "load_trained_pipeline", "PREVIEW_PROMPTS"]
 
 PREVIEW_PROMPTS = ("a red sun setting over snowy mountains by a lake",)
 
@@ -42,6 +42,7 @@ class DiffusionOptions:
     logit_mean: float = 0.0  # flux: σ = sigmoid(logit_mean + logit_std·n)
     logit_std: float = 1.0
     denoiser: dict | None = None  # config overrides of the transformer / UNet
+    init_from: str | None = None  # warm start: a pipeline folder or embedded name whose components (and weights) seed the run
     vae_config: dict | None = None  # only with vae=None
     preview_steps: int = 20
     preview_guidance: float = 4.0
@@ -62,6 +63,9 @@ class DiffusionOptions:
             raise ValueError(f"--full-fraction must lie in [0, 1], got {self.full_fraction!r}")
         if not self.logit_std > 0:
             raise ValueError(f"--logit-std must be > 0, got {self.logit_std!r}")
+        if self.init_from is not None and self.denoiser:
+            raise ValueError("--init-from takes the denoiser's architecture from that model; drop "
+                             "--transformer/--unet, or train from scratch without --init-from")
         if self.size < 8 or self.size % 8:
             raise ValueError(f"size must be a positive multiple of 8 px, got {self.size!r}")
 
@@ -108,7 +112,11 @@ def train_diffusion(spec: TrainSpec, opts: DiffusionOptions, source: Source | No
         spec.extra["full_fraction"] = view_kwargs["full_fraction"]
     run = Run(spec)
     skel_dir = run.dir / "skeleton"
-    if not (skel_dir / "model_index.json").is_file():
+    if opts.init_from is not None:
+        spec.extra["init_from"] = opts.init_from
+    if not (skel_dir / "model_index.json").is_file() and opts.init_from is not None:
+        save_pipeline(warm_start_pipeline(opts.init_from, kind), skel_dir, native_size=opts.size)
+    elif not (skel_dir / "model_index.json").is_file():
         pipe = build_skeleton(kind, list(source.vocabulary()), opts.vae, seed=spec.seed, denoiser=opts.denoiser,
                               vae_config=opts.vae_config)
         save_pipeline(pipe, skel_dir, native_size=opts.size)
@@ -174,6 +182,26 @@ def train_diffusion(spec: TrainSpec, opts: DiffusionOptions, source: Source | No
         result["final_loss"] = sum(tail) / max(1, len(tail))
         (run.dir / "result.json").write_text(json.dumps(result, indent=2) + "\n")
     return result
+
+
+def warm_start_pipeline(name_or_folder: str, kind: str):
+    """The pipeline a warm-started run begins from: every component of ``name_or_folder`` (an embedded model name
+    or a pipeline folder) as it is, so text encoders, tokenizers and VAE stay identical and only the denoiser
+    trains on from its weights. Raises ``ValueError`` when the folder is not a pipeline of this ``kind``."""
+    from ..models.loading import EMBEDDED, EMBEDDED_DIR
+
+    folder = EMBEDDED_DIR / EMBEDDED[name_or_folder] if name_or_folder in EMBEDDED else Path(name_or_folder)
+    if not (folder / "model_index.json").is_file():
+        raise ValueError(f"--init-from {name_or_folder!r} is neither an embedded model ({', '.join(EMBEDDED)}) nor "
+                         f"a pipeline folder with model_index.json")
+    pipe = load_pipeline_folder(folder)
+    if not hasattr(pipe, denoiser_of(kind)):
+        raise ValueError(f"--init-from {name_or_folder!r} is a {type(pipe).__name__}, not a {kind} pipeline; "
+                         f"pick a model of the family you train")
+    for m in pipe.components.values():
+        if isinstance(m, torch.nn.Module):
+            m.requires_grad_(False).eval()
+    return pipe
 
 
 def load_trained_pipeline(run_dir: str | Path, use_ema: bool = True):

@@ -47,9 +47,10 @@ def check_folder(folder: str | Path, prompt: str = "a red sun setting over snowy
 
 
 def export_run(run_dir: str | Path, out_dir: str | Path, dtype: str = "fp16", native_size: int | None = None,
-               compare: bool = True, guidance: float | None = None) -> dict:
+               compare: bool = True, guidance: float | None = None, version: int | None = None) -> dict:
     """Write the EMA weights of a diffusion run as a pipeline folder; with ``compare`` also measure how much
-    the stored ``dtype`` changes a preview versus fp32 (PSNR in dB; inf = identical)."""
+    the stored ``dtype`` changes a preview versus fp32 (PSNR in dB; inf = identical). ``version`` is recorded in
+    the card (``hiresflow.json``); a card without one is version 1."""
     pipe, state = load_trained_pipeline(run_dir)
     kind = state["config"]["extra"]["kind"]
     size = int(native_size or state["config"]["extra"].get("size", 64))
@@ -60,6 +61,11 @@ def export_run(run_dir: str | Path, out_dir: str | Path, dtype: str = "fp16", na
     meta = {"trained_steps": state["step"], "kind": kind}
     if guidance is not None:
         meta["guidance"] = float(guidance)  # recommended classifier-free guidance scale
+    if version is not None:
+        meta["version"] = int(version)
+    init_from = state["config"]["extra"].get("init_from")
+    if init_from:
+        meta["init_from"] = init_from
     save_pipeline(pipe, tmp, native_size=size, dtype=DTYPES[dtype], extra_meta=meta)
     info = {"kind": kind, "step": state["step"], "dtype": dtype, "size_mb": round(folder_size_mb(tmp), 2)}
     check_folder(tmp)
@@ -121,8 +127,8 @@ def _sections(path: Path) -> dict[str, list[str]]:
 def write_training_md(runs: str | Path, out: str | Path, exports: dict[str, dict] | None = None,
                       run_names: tuple[str, ...] = ("vae", "flux", "sd")) -> Path:
     """Summarise the runs in ``runs`` into a Markdown file. A run no longer present under ``runs`` keeps its
-    section from the existing file (so exporting one model on another machine does not erase the record of
-    the others)."""
+    section from the existing file, and so does every section of a run not named in ``run_names`` (so exporting
+    one model, or on another machine, does not erase the record of the others)."""
     runs = Path(runs)
     previous = _sections(Path(out))
     lines = ["# Training record of the embedded models", "",
@@ -165,6 +171,9 @@ def write_training_md(runs: str | Path, out: str | Path, exports: dict[str, dict
                          + (f", stored-vs-fp32 preview PSNR {e['stored_vs_fp32_psnr']} dB" if
                             'stored_vs_fp32_psnr' in e else "") + ")")
         lines.append("")
+    for name, section in previous.items():  # records of models not exported now (v1, the upsamplers, ...)
+        if name not in run_names:
+            lines += section
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text("\n".join(lines))
