@@ -34,7 +34,7 @@ class AppConfig:
     out: Path = Path("outputs/app")
     device: str | None = None
     concurrency: int = 1
-    models: tuple[str, ...] = ("tiny-flux", "tiny-flux-v1", "tiny-sd", "random-tiny-flux", "random-tiny-sd")
+    models: tuple[str, ...] = ("tiny-flux", "tiny-flux-v1", "tiny-sd", "tiny-sd-v1", "random-tiny-flux", "random-tiny-sd")
     max_queue: int = 32
     extra: dict = field(default_factory=dict)
 

@@ -20,7 +20,7 @@ CARDS = {"tiny-flux": ("flux", 4.0), "tiny-sd": ("sd", 5.0)}
 
 
 def _present(name: str) -> bool:
-    return (EMBEDDED_DIR / EMBEDDED.get(name, name) / "model_index.json").is_file()  # tiny-sd is tiny-sd-v1
+    return (EMBEDDED_DIR / EMBEDDED.get(name, name) / "model_index.json").is_file()  # folder names: EMBEDDED
 
 
 @pytest.fixture(scope="module", params=list(CARDS))

@@ -1,4 +1,4 @@
-"""U-Net role maps: found by block type and position on SD1.5-, SDXL- and tiny-sd-shaped U-Nets; one-line error
+"""U-Net role maps: found by block type and position on SD1.5-, SDXL- and tiny-sd-v1-shaped U-Nets; one-line error
 for anything else. The SD1.5 and SDXL maps must name exactly the modules of the official codes."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import pytest
 import torch
 from diffusers import UNet2DConditionModel
 
-from hiresflow.models.loading import load_model
+from hiresflow.models.loading import EMBEDDED, EMBEDDED_DIR, load_model, read_model_card
 from hiresflow.models.unet_roles import unet_roles
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "patches"))
@@ -69,8 +69,34 @@ def test_sdxl_layout_names_the_official_modules():
     assert r.widths == (32, 16, 8)
 
 
-def test_embedded_tiny_sd_three_levels():
+def _role_names(unet) -> dict:
+    r, n = unet_roles(unet), _names(unet)
+    return {"layout": r.layout, "levels": r.levels, "conv_down": n[id(r.conv_down)], "pool_after": n[id(r.pool_after)],
+            "restore_after": n[id(r.restore_after)], "window": [n[id(t)] for t in r.window_transformers()],
+            "upsamplers": [(n[id(m)], lvl) for m, lvl in r.upsampler_targets()],
+            "dilated": [name for name, _ in r.dilated_convs()],
+            "all_transformers": [n[id(t)] for t in r.all_transformers()]}
+
+
+def test_embedded_tiny_sd_v2_has_the_sd15_module_tree():
+    """tiny-sd v2 is SD 1.5's block layout scaled down: every role lands on the module SD 1.5 uses, by name, and the
+    module tree (names, types, channel pattern c, 2c, 4c, 4c) is the one of the SD1.5-layout builder."""
     model = load_model("tiny-sd", device="cpu")
+    assert read_model_card(EMBEDDED_DIR / EMBEDDED["tiny-sd"]).get("version") == 2
+    ours, sd15 = _role_names(model.unet), _role_names(_unet(**SD15_UNET))
+    assert ours == sd15
+    assert ours["dilated"] == [  # FreeScale's convs in SD 1.5 (down 2's downsampler, down 3 and mid resnets)
+        "down_blocks.2.downsamplers.0.conv", "down_blocks.3.resnets.0.conv1", "down_blocks.3.resnets.0.conv2",
+        "down_blocks.3.resnets.1.conv1", "down_blocks.3.resnets.1.conv2", "mid_block.resnets.0.conv1",
+        "mid_block.resnets.0.conv2", "mid_block.resnets.1.conv1", "mid_block.resnets.1.conv2"]
+    reference = {name: type(m).__name__ for name, m in _unet(**SD15_UNET).named_modules()}
+    assert {name: type(m).__name__ for name, m in model.unet.named_modules()} == reference
+    c = model.unet.config.block_out_channels
+    assert [x // c[0] for x in c] == [1, 2, 4, 4]
+
+
+def test_embedded_tiny_sd_v1_three_levels():
+    model = load_model("tiny-sd-v1", device="cpu")
     r, n = model.unet_roles, _names(model.unet)
     assert r.layout == "sd15" and r.levels == 3
     assert n[id(r.conv_down)] == "down_blocks.0.downsamplers.0.conv"

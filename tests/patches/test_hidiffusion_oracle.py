@@ -22,7 +22,7 @@ import types
 import pytest
 import torch
 
-from hiresflow.models.loading import wrap_pipeline
+from hiresflow.models.loading import EMBEDDED, EMBEDDED_DIR, load_pipeline, wrap_pipeline
 from hiresflow.recipes import build_plan
 from hiresflow.runner import run_plan
 from unet_builders import sd15_layout_pipeline
@@ -58,6 +58,23 @@ class _PinnedRand:
 
 
 SIZE = (320, 192)  # (H, W) px: latent 40×24, non-square; windows 20×12, shift k=1 → (5, 3)
+
+
+def _builder_pipeline():
+    return sd15_layout_pipeline(), SIZE
+
+
+def _embedded_pipeline():
+    """The embedded tiny-sd (v2, SD 1.5 block layout) as it ships; its VAE is ×4, so half the pixel size gives the
+    same 40×24 latent."""
+    if not (EMBEDDED_DIR / EMBEDDED["tiny-sd"] / "model_index.json").is_file():
+        pytest.skip("embedded tiny-sd not in this build")
+    pipe, _ = load_pipeline("tiny-sd")
+    pipe.set_progress_bar_config(disable=True)
+    return pipe, (SIZE[0] // 2, SIZE[1] // 2)
+
+
+PIPELINES = {"sd15-layout": _builder_pipeline, "embedded-tiny-sd": _embedded_pipeline}
 STEPS = 10
 PROMPT = "a red sun over snowy mountains"
 
@@ -75,13 +92,15 @@ def _block_sizes(unet) -> tuple[list, list]:
     return log, handles
 
 
-@pytest.mark.parametrize("t2", [0.0, 0.2])
-def test_rau_net_and_msw_msa_match_the_official_package(monkeypatch, t2):
+@pytest.mark.parametrize("which,t2", [("sd15-layout", 0.0), ("sd15-layout", 0.2), ("embedded-tiny-sd", 0.2)])
+def test_rau_net_and_msw_msa_match_the_official_package(monkeypatch, which, t2):
+    """The published package patches the U-Net as it is (no adapter): on the SD1.5-layout builder and on the shipped
+    tiny-sd v2 it recognises SD 1.5 by module names, and hiresflow's patches give the same run."""
     oracle = _import_oracle()
     monkeypatch.setitem(oracle.switching_threshold_ratio_dict, "sd15_1024", {"T1_ratio": 0.4, "T2_ratio": t2})
     monkeypatch.setattr(oracle, "torch", _PinnedRand(0.4))  # rand in (0.25, 0.5] → shift k = 1
 
-    ours_pipe, ref_pipe = sd15_layout_pipeline(), sd15_layout_pipeline()
+    (ours_pipe, size), (ref_pipe, _) = PIPELINES[which](), PIPELINES[which]()
     ours, ref = wrap_pipeline(ours_pipe, "ours", native=64), wrap_pipeline(ref_pipe, "oracle", native=64)
 
     ref_pipe.register_to_config(_name_or_path="tiny-sd15-layout")
@@ -90,7 +109,7 @@ def test_rau_net_and_msw_msa_match_the_official_package(monkeypatch, t2):
     try:
         assert ref_pipe.unet.down_blocks[0].downsamplers[0].conv.model == "sd15"  # recognised by module names
         log_ref, h_ref = _block_sizes(ref_pipe.unet)
-        plan_ref = build_plan("direct", ref, size=SIZE, steps=STEPS)
+        plan_ref = build_plan("direct", ref, size=size, steps=STEPS)
         out_ref = run_plan(ref, plan_ref, PROMPT, seed=5).stages[-1].latent
     finally:
         for h in h_ref:
@@ -99,7 +118,7 @@ def test_rau_net_and_msw_msa_match_the_official_package(monkeypatch, t2):
 
     log_ours, h_ours = _block_sizes(ours_pipe.unet)
     try:
-        plan = build_plan("hidiffusion", ours, size=SIZE, steps=STEPS, t1=0.4, t2=t2, window_shift=1)
+        plan = build_plan("hidiffusion", ours, size=size, steps=STEPS, t1=0.4, t2=t2, window_shift=1)
         out_ours = run_plan(ours, plan, PROMPT, seed=5).stages[-1].latent
     finally:
         for h in h_ours:

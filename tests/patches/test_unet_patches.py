@@ -23,7 +23,9 @@ from hiresflow.runner import run_plan
 
 @pytest.fixture(scope="module")
 def tiny_sd_model():
-    return load_model("tiny-sd", device="cpu")
+    # v1's three-level U-Net: the role counts below are its own; v2 (SD 1.5 layout) is covered by test_unet_roles.py,
+    # test_unet_recipes.py and the oracle test
+    return load_model("tiny-sd-v1", device="cpu")
 
 
 class Env:  # the part of StageEnv that the U-Net patch configs read
@@ -136,7 +138,7 @@ def test_fourier_filter_and_freeu_roles(tiny_sd_model):
     assert torch.allclose(fourier_filter(x, 0.4), x - 0.6 * (x - y), atol=1e-5)  # linear in s
     roles = tiny_sd_model.unet_roles
     fac = freeu_factors(roles, FreeUConfig())
-    # tiny-sd widths 128 / 96 / 64: b1 where the backbone is 128 wide, b2 where it is 96 (first pair of up 2 too)
+    # tiny-sd-v1 widths 128 / 96 / 64: b1 where the backbone is 128 wide, b2 where it is 96 (first pair of up 2 too)
     got = [(j, i, ch, b) for (j, i, r, ch), (res, ch2, b, s) in zip(
         [p for p in roles.up_pairs() if p[3] in (128, 96)], fac)]
     assert got == [(0, 0, 128, 1.1), (0, 1, 128, 1.1), (1, 0, 128, 1.1), (1, 1, 96, 1.2), (2, 0, 96, 1.2)]
@@ -151,7 +153,7 @@ def test_dilation_from_target_over_native(tiny_sd_model):
     p = DilatedConvConfig().build(Env(tiny_sd_model, (256, 256), steps=50, first=(64, 64)))
     assert p.dilation == 4 and p.stop_index == 35  # official dilate_tau 35 of 50
     assert p.active(_ctx(step=0, index=34)) and not p.active(_ctx(step=20, index=35))
-    assert len(p.convs) == 7  # tiny-sd: d1 downsampler, d2 resnet conv1/2, mid resnets ×2 conv1/2
+    assert len(p.convs) == 7  # tiny-sd-v1: d1 downsampler, d2 resnet conv1/2, mid resnets ×2 conv1/2
 
 
 # ------------------------------------------------------------------ on the model

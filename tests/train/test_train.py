@@ -156,6 +156,9 @@ def test_warm_start_continues_from_the_given_pipeline(tmp_path, kind):
     for comp in ("vae", "text_encoder", denoiser_of(kind)):
         a, b = getattr(pipe0, comp).state_dict(), getattr(skel, comp).state_dict()
         assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), comp
+    other = DiffusionOptions(kind=kind, vae=None, cache_n=8, size=32, preview_steps=2, init_from=str(tmp_path / "x"))
+    with pytest.raises(ConfigMismatch, match="init_from"):  # resuming from another start model is refused
+        train_diffusion(_spec(tmp_path, "warm", steps=2), other, standin)
     res = train_diffusion(_spec(tmp_path, "warm", steps=2), opts, standin)
     assert res["step"] == 2 and torch.isfinite(torch.tensor(res["final_loss"]))
     card = tmp_path / "warm-export"

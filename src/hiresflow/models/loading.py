@@ -2,7 +2,7 @@
 
 Short names: `tiny-flux` and `tiny-sd` are the embedded models shipped inside the package (trained on the
 reference world; `tiny-flux` is v2, warm-started from `tiny-flux-v1`, which stays loadable by name for comparison;
-`tiny-sd` is still v1, also reachable as `tiny-sd-v1`); `random-tiny-flux`, `random-tiny-sd`, `random-tiny-sdxl`, `random-tiny-sd3` are untrained random-weight
+`tiny-sd` is v2, a U-Net in SD 1.5's block layout, and the three-level v1 stays loadable as `tiny-sd-v1`); `random-tiny-flux`, `random-tiny-sd`, `random-tiny-sdxl`, `random-tiny-sd3` are untrained random-weight
 pipelines built in memory (plumbing demos and tests). Anything else goes to `DiffusionPipeline.from_pretrained`.
 A folder may hold `hiresflow.json` with {"native_size": N} to state the resolution the model was trained at.
 """
@@ -20,7 +20,7 @@ from .base import FlowModel
 __all__ = ["load_model", "load_pipeline", "wrap_pipeline", "check_device", "check_card", "EMBEDDED_DIR", "MODEL_NAMES"]
 
 EMBEDDED_DIR = Path(__file__).resolve().parent.parent / "embedded"
-EMBEDDED = {"tiny-flux": "tiny-flux", "tiny-sd": "tiny-sd-v1", "tiny-flux-v1": "tiny-flux-v1", "tiny-sd-v1": "tiny-sd-v1"}
+EMBEDDED = {"tiny-flux": "tiny-flux", "tiny-sd": "tiny-sd", "tiny-flux-v1": "tiny-flux-v1", "tiny-sd-v1": "tiny-sd-v1"}
 RANDOM = {"random-tiny-flux": "flux", "random-tiny-sd": "sd", "random-tiny-sdxl": "sdxl", "random-tiny-sd3": "sd3"}
 RANDOM_NATIVE = {"flux": 64, "sd": 64, "sdxl": 128, "sd3": 128}
 MODEL_NAMES = tuple(EMBEDDED) + tuple(RANDOM)

@@ -3,9 +3,9 @@
 The official HiDiffusion and FreeScale codes name modules of two checkpoints (`down_blocks.1`,
 `up_blocks.2.upsamplers.0.conv`, …). hiresflow finds the same modules from the structure instead — block type
 (does a level have attention?) and position (level k of n) — so the methods also run on U-Nets with other depths,
-such as the embedded three-level tiny-sd:
+such as the embedded three-level tiny-sd-v1 (tiny-sd v2 has SD 1.5's own module tree):
 
-    layout "sd15"  attention from the top level down (SD 1.x/2.x: CrossAttnDown ×3 + Down; tiny-sd: ×2 + Down)
+    layout "sd15"  attention from the top level down (SD 1.x/2.x and tiny-sd v2: CrossAttnDown ×3 + Down; tiny-sd-v1: ×2 + Down)
     layout "sdxl"  no attention at the top level, attention from the second level (SDXL: Down + CrossAttnDown ×2)
 
 Level k's down block is mirrored by up block n−1−k (its skips come back there). Per layout:

@@ -2,7 +2,7 @@
 
 Patched: `attn1` (self-attention) of every transformer block in the top attention level, down and up
 (`UNetRoles.window_transformers`: SD1.5 `down_blocks.0` / `up_blocks.3`, SDXL `down_blocks.1` / `up_blocks.1`,
-tiny-sd `down_blocks.0` / `up_blocks.2`); cross-attention and the feed-forward stay global. At every step:
+tiny-sd v2 as SD1.5, tiny-sd-v1 `down_blocks.0` / `up_blocks.2`); cross-attention and the feed-forward stay global. At every step:
 
     feature map H × W (as this call sees it, pooled or not) → windows of (⌈H/2⌉, ⌈W/2⌉), always 2 × 2 of them;
     shift (s_h, s_w) = (⌊w_h/4⌋·k, ⌊w_w/4⌋·k), k ∈ {0, 1, 2, 3} uniform, per block call;

@@ -16,7 +16,7 @@ Which mechanism runs when (N = steps the stage runs, i = ctx.step; T1 = int(t1·
 
 | layout | (a) conv ×4 | (b)+(c) pool/bicubic |
 |---|---|---|
-| sd15 (SD 1.x/2.x, tiny-sd) | i < T1 | i < T2 |
+| sd15 (SD 1.x/2.x, tiny-sd v2 and v1) | i < T1 | i < T2 |
 | sdxl | i < T2 | i < T1 |
 | sdxl aggressive | i < int(8/50·N) | int(8/50·N) ≤ i < T1 |
 | sdxl turbo | — | i < T1 |

@@ -77,6 +77,12 @@ def _guarded(fn):
     return run
 
 
+def _shown(path: Path) -> str:
+    """A path as the training record shows it: relative to the working directory when inside it."""
+    path = Path(path).resolve()
+    return str(path.relative_to(Path.cwd())) if path.is_relative_to(Path.cwd()) else str(path)
+
+
 def _finish(result: dict) -> None:
     typer.echo(json.dumps({k: v for k, v in result.items()}, indent=2, default=str))
     if result.get("signal"):
@@ -298,7 +304,7 @@ def export(
         folder = target / (flux_name if kind == "flux" else sd_name)
         info = export_run(run_dir, folder, dtype=dtype, guidance=flux_guidance if kind == "flux" else sd_guidance,
                           version=version)
-        info["folder"] = str(folder)
+        info["folder"] = _shown(folder)
         info["exported_at"] = time.strftime("%Y-%m-%d %H:%M")
         (run_dir / "export.json").write_text(json.dumps(info, indent=2) + "\n")
         exports[run_name] = info
