@@ -1,0 +1,279 @@
+"""Regenerate every measured page of the documentation from its JSON, or check that none is stale.
+
+    python benchmarks/docs_pages.py            # rewrite what is stale
+    python benchmarks/docs_pages.py --check    # exit 1 naming each stale page (what tests/test_docs.py runs)
+
+What it writes, each from committed JSON only (nothing is run or measured again):
+
+- ``benchmarks/results/<bench>/results.md`` — the report of ``hiresflow bench`` (`hiresflow.eval.report.markdown_report`)
+  from that folder's ``results.json`` and the spec it names (``benchmarks/specs/<name>.yaml``, with the models as run);
+  the site shows these pages under ``results/<bench>/`` (``docs/scripts/gen_results.py`` mirrors the folder at build time).
+- ``benchmarks/results/bad_inputs.md`` from ``bad_inputs.json`` (the rows that ``benchmarks/bad_inputs.py`` measured).
+- Generated blocks inside ``README.md`` and ``docs/**/*.md``, between ``<!-- generated: KIND ARGS -->`` and
+  ``<!-- /generated -->``:
+
+  ``bench FOLDER TAG [| label | label = Shown name | ...]``
+      the compact table of ``benchmarks/readme_table.py`` (one resolution tag of one bench folder): every group of
+      that tag, or the listed labels in that order, each optionally shown under another name;
+  ``choose FOLDER:TAG ...``
+      the decision table of the method guide: per bench and scale, the best generating method by each measure
+      and how it compares with ``upscale``;
+  ``bad-inputs``
+      the bad-input table;
+  ``method-rows RECIPE``
+      that recipe's row in each main bench (`MAIN_BENCHES`), for its method page;
+  ``cli-help``
+      ``hiresflow --help`` and every subcommand's ``--help``, as printed at 100 columns;
+  ``bench-index``
+      one line per bench folder: its spec description, resolutions, n and links to its report.
+
+The text around a block is prose and is never touched; the block's body is.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import importlib.util
+import json
+import re
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results"
+BLOCK = re.compile(r"(<!-- generated: (?P<args>[^>]*?) -->\n)(?P<body>.*?)(<!-- /generated -->)", re.S)
+
+
+def _readme_table():
+    spec = importlib.util.spec_from_file_location("readme_table", ROOT / "benchmarks" / "readme_table.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def bench_folders() -> list[Path]:
+    """Committed bench folders: a ``results.json`` whose spec file exists."""
+    out = []
+    for f in sorted(RESULTS.glob("*/results.json")):
+        name = json.loads(f.read_text())["spec"]["name"]
+        if (ROOT / "benchmarks" / "specs" / f"{name}.yaml").is_file():
+            out.append(f.parent)
+    return out
+
+
+def report_page(folder: Path) -> str:
+    """``results.md`` of one bench folder, re-reported from its ``results.json``."""
+    from hiresflow.eval.layout import BenchLayout, BenchResults
+    from hiresflow.eval.report import markdown_report
+    from hiresflow.eval.spec import load_spec
+
+    lay = BenchLayout(folder)
+    res = BenchResults.from_json(lay.results_json.read_text())
+    spec_file = ROOT / "benchmarks" / "specs" / f"{res.spec['name']}.yaml"
+    # the models as run: a committed spec may since name another version of a model (tiny-flux-v1)
+    spec = dataclasses.replace(load_spec(spec_file), models=list(res.spec["models"]))
+    return markdown_report(res, spec, lay)
+
+
+def bad_inputs_table() -> str:
+    """The bad-input table from ``bad_inputs.json`` (same rows and format as ``benchmarks/bad_inputs.py``)."""
+    cases = json.loads((RESULTS / "bad_inputs.json").read_text())
+    n_ok = sum(c["ok"] for c in cases)
+    lines = [f"{n_ok} of {len(cases)} cases handled (`python benchmarks/bad_inputs.py`).", "",
+             "| area | input or fault | outcome |", "|---|---|---|"]
+    for c in cases:
+        outcome = c["outcome"].replace("|", "\\|").replace("\n", " ")
+        what = c["what"].replace("|", "\\|")
+        lines.append(f"| {c['area']} | {what} | {'✓ ' if c['ok'] else '✗ '}{outcome[:150]} |")
+    return "\n".join(lines) + "\n"
+
+
+def _page_link(page: Path, target: str) -> str:
+    """A link from `page` to the site path `target` (README links point into the repository instead)."""
+    import os
+
+    if page == ROOT / "README.md":
+        return "benchmarks/" + target
+    return os.path.relpath(ROOT / "docs" / target, page.parent).replace(os.sep, "/")
+
+
+def bench_index(page: Path) -> str:
+    lines = ["| bench | what it measures | resolutions | n images per cell | report |", "|---|---|---|---|---|"]
+    for folder in bench_folders():
+        res = json.loads((folder / "results.json").read_text())
+        groups = [g for g in res["groups"] if not g.get("error")]
+        tags = sorted({g["tag"] for g in groups}, key=lambda t: float(t.lstrip("x")))
+        n = sorted({g["n_images"] for g in groups})
+        desc = " ".join((res["spec"].get("description") or "").split())
+        link = _page_link(page, f"results/{folder.name}/results.md")
+        lines.append(f"| `{folder.name}` | {desc} | {', '.join(tags)} | {', '.join(map(str, n))} | "
+                     f"[results.md]({link}) |")
+    return "\n".join(lines) + "\n"
+
+
+BASELINES = ("direct", "upscale")
+TIE = 0.10  # a method within 10 % of upscale's KID (or behind it) does not beat a plain resize
+
+
+def choose_table(cells: list[str]) -> str:
+    """Per (bench, tag): best generating method by KID (and its KID / upscale's), by KID_patch, by structure kept
+    (SSIM vs native), by sun/moon duplication, and the fastest, from the groups' recorded metrics. A method "beats
+    upscale" when its KID is more than `TIE` below upscale's; otherwise the row says that upscale ties it."""
+    def val(g, key):
+        v = (g["metrics"].get(key) or {}).get("value")
+        return v if isinstance(v, (int, float)) and v == v else None
+
+    lines = ["| model, scale (n) | lowest KID | KID / upscale's | best crops (KID_patch) | most structure kept (SSIM_nat) "
+             "| fewest duplicated suns | fastest method (s/img) |", "|---|---|---|---|---|---|---|"]
+    for cell in cells:
+        folder, tag = cell.split(":")
+        res = json.loads((ROOT / folder / "results.json").read_text())
+        groups = [g for g in res["groups"] if g["tag"] == tag and not g.get("error")]
+        gen = [g for g in groups if g["recipe"] not in BASELINES and g["label"] == g["recipe"]]
+        up = next((g for g in groups if g["label"] == "upscale"), None)
+
+        def best(key, lower=True, pool=gen):
+            scored = [(val(g, key), g["label"]) for g in pool if val(g, key) is not None]
+            if not scored:
+                return None, "—"
+            v, lab = (min if lower else max)(scored)
+            tied = [lab for w, lab in scored if w == v]
+            return v, (lab if len(tied) == 1 else f"{len(tied)} tied")
+
+        kid, kid_lab = best("kid")
+        up_kid = val(up, "kid") if up else None
+        if kid is None or up_kid is None:
+            ratio = "— (n too small for KID)"
+        else:
+            r = kid / up_kid
+            ratio = f"{r:.2f}" + ("" if r < 1 - TIE else " — **upscale ties it**")
+        kp, kp_lab = best("kid_patch")
+        ss, ss_lab = best("ssim_native", lower=False)
+        dup, dup_lab = best("dup_rate")
+        fast = min(gen, key=lambda g: g["timing"]["seconds"])
+        model = res["spec"]["models"][0]
+        n = groups[0]["n_images"]
+        lines.append(f"| {model} {tag.lstrip('x')}× (n = {n}) | {kid_lab if kid is not None else '—'} | {ratio} | "
+                     f"{kp_lab} | {ss_lab} ({ss:.2f}) | {dup_lab} ({dup:.2f}) | {fast['label']} ({fast['timing']['seconds']:.1f}) |")
+    return "\n".join(lines) + "\n"
+
+
+MAIN_BENCHES = [("benchmarks/results/tiny-flux-v2", "x2"), ("benchmarks/results/tiny-flux-v2", "x4"),
+                ("benchmarks/results/tiny-flux-v2-8x", "x8"), ("benchmarks/results/tiny-sd-v2", "x2"),
+                ("benchmarks/results/tiny-sd-v2", "x4"), ("benchmarks/results/tiny-sd-v2-8x", "x8")]
+
+
+def method_rows(recipe: str) -> str:
+    """One recipe's row (the README columns, no bold) in each main bench where it ran, first cell naming the
+    model, size and n; the full tables are on the benchmark pages."""
+    table = _readme_table().table
+    lines = []
+    for folder, tag in MAIN_BENCHES:
+        res = json.loads((ROOT / folder / "results.json").read_text())
+        g = next((g for g in res["groups"] if g["tag"] == tag and g["label"] == recipe and not g.get("error")), None)
+        if g is None:
+            continue
+        head, rule, row = table(res, tag, [recipe]).replace("**", "").splitlines()[:3]
+        if not lines:
+            lines = ["| bench" + head[head.index(" |"):], rule]
+        w, h = g["size"]
+        lines.append(f"| {res['spec']['models'][0]} {w}×{h} (n = {g['n_images']})" + row[row.index(" |", 1):])
+    if not lines:
+        raise SystemExit(f"method-rows: recipe {recipe!r} ran in none of the main benches")
+    return "\n".join(lines) + "\n"
+
+
+def _commands(group, path=()):
+    yield path, group
+    if hasattr(group, "list_commands"):  # a group (typer ships its own click classes)
+        ctx = group.context_class(group)
+        for name in group.list_commands(ctx):
+            yield from _commands(group.get_command(ctx, name), (*path, name))
+
+
+def cli_help() -> str:
+    """Each command's ``--help`` through the real entry point (typer's CliRunner), as plain click text at 100
+    columns (typer's rich panels are switched off for the call, so the page is the same on every terminal)."""
+    import typer.core
+    import typer.main
+    from typer.testing import CliRunner
+
+    from hiresflow.cli import app
+
+    runner = CliRunner()
+    env = {"COLUMNS": "100", "TERM": "dumb", "NO_COLOR": "1"}
+    parts = []
+    has_rich, typer.core.HAS_RICH = typer.core.HAS_RICH, False
+    try:
+        for path, _ in _commands(typer.main.get_command(app)):
+            out = runner.invoke(app, [*path, "--help"], env=env, prog_name="hiresflow", terminal_width=100).output
+            body = "\n".join(line.rstrip() for line in out.strip("\n").splitlines())
+            parts += [f"### `{' '.join(('hiresflow', *path))}`", "", "```text", body, "```", ""]
+    finally:
+        typer.core.HAS_RICH = has_rich
+    return "\n".join(parts)
+
+
+def render_block(args: str, page: Path) -> str:
+    kind = args.split()[0]
+    if kind == "bench":
+        head, *rows = args.split("|")
+        _, folder, tag = head.split()
+        pairs = [[x.strip() for x in r.split("=", 1)] for r in rows if r.strip()]
+        labels = [p[0] for p in pairs] or None
+        names = {p[0]: p[1] for p in pairs if len(p) == 2} or None
+        results = json.loads((ROOT / folder / "results.json").read_text())
+        return _readme_table().table(results, tag, labels, names) + "\n"
+    if kind == "choose":
+        return choose_table(args.split()[1:])
+    if kind == "method-rows":
+        return method_rows(args.split()[1])
+    if kind == "cli-help":
+        return cli_help()
+    if kind == "bad-inputs":
+        return bad_inputs_table()
+    if kind == "bench-index":
+        return bench_index(page)
+    raise SystemExit(f"{page}: unknown generated block {kind!r}; kinds: bench, bad-inputs, bench-index")
+
+
+def fill_blocks(text: str, page: Path) -> str:
+    return BLOCK.sub(lambda m: m.group(1) + render_block(m.group("args"), page) + m.group(4), text)
+
+
+def expected_pages() -> dict[Path, str]:
+    """Every generated page and every page holding a generated block, with the text it should have."""
+    pages = {folder / "results.md": report_page(folder) for folder in bench_folders()}
+    pages[RESULTS / "bad_inputs.md"] = bad_inputs_table()
+    for page in [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]:
+        text = page.read_text()
+        if BLOCK.search(text):
+            pages[page] = fill_blocks(text, page)
+    return pages
+
+
+def stale_pages() -> list[Path]:
+    return [p for p, text in expected_pages().items() if not p.is_file() or p.read_text() != text]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--check", action="store_true", help="write nothing; exit 1 naming each stale page")
+    args = ap.parse_args()
+    stale = stale_pages()
+    if args.check:
+        for p in stale:
+            print(f"stale: {p.relative_to(ROOT)}")
+        if stale:
+            print("run `python benchmarks/docs_pages.py` to regenerate them", file=sys.stderr)
+        sys.exit(1 if stale else 0)
+    pages = expected_pages()
+    for p in stale:
+        p.write_text(pages[p])
+        print(f"wrote {p.relative_to(ROOT)}")
+    print(f"{len(pages)} generated pages, {len(stale)} rewritten")
+
+
+if __name__ == "__main__":
+    main()
