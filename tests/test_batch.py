@@ -29,10 +29,11 @@ def _env(**extra) -> dict:
 
 
 def _check_complete(out: Path, n: int) -> dict:
-    entries = read_manifest(out)
+    entries = {e["index"]: e for e in read_manifest(out).values()}
     lines = (out / "manifest.jsonl").read_text().splitlines()
     assert len(lines) == n and sorted(entries) == list(range(n))  # no duplicates, no losses
     for k, e in entries.items():
+        assert Path(e["file"]).stem.endswith("-" + e["key"])
         assert sha256_file(out / e["file"]) == e["sha256"], k
         assert e["prompt"] == PROMPTS[k] and e["seed"] == k and e["plan"]["recipe"] == "hiflow"
         assert e["timings"]["seconds"] > 0
@@ -114,3 +115,59 @@ def test_accelerate_two_processes_shard_and_merge(tmp_path):
     entries = _check_complete(out, n)
     assert {e["process"] for e in entries.values()} == {0, 1}
     assert all(e["process"] == k % 2 for k, e in entries.items())
+
+
+def _batch(prompts: Path, out: Path, *extra: str) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "-m", "hiresflow.cli", "batch", str(prompts), "--out", str(out),
+           *[a for a in ARGS if a != "--quiet"], *extra]
+    return subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=240)
+
+
+def test_changed_settings_are_new_jobs_and_foreign_files_are_not_done(tmp_path):
+    """Another --seed is another job (new names, both kept); a file under a job's name that the manifest does not
+    record (foreign, or edited after the run) is generated again."""
+    from hiresflow.batch import BatchConfig
+
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("\n".join(PROMPTS[:2]) + "\n")
+    out = tmp_path / "out"
+    assert _batch(prompts, out).returncode == 0
+    first = {e["file"]: e["sha256"] for e in read_manifest(out).values()}
+    res = _batch(prompts, out, "--seed", "5")
+    assert res.returncode == 0, res.stderr
+    assert "0 of 2 done, 2 to go" in res.stderr  # not "already done"
+    entries = read_manifest(out)
+    assert len(entries) == 4 and set(first) < {e["file"] for e in entries.values()}
+    assert sorted(e["seed"] for e in entries.values()) == [0, 1, 5, 6]
+    assert all(sha256_file(out / f) == h for f, h in first.items())  # the seed-0 images were kept
+
+    # a foreign image under the name of a job that has not run yet (--scale 3 is a new key)
+    jobs = read_prompts(prompts)
+    config = BatchConfig(model="random-tiny-flux", scale=3.0, params={"base_steps": 4, "stage_steps": [2]})
+    foreign = out / "images" / f"{jobs[0].stem(config)}.png"
+    foreign.write_bytes((out / next(iter(first))).read_bytes())
+    res = _batch(prompts, out, "--scale", "3")
+    assert res.returncode == 0, res.stderr
+    assert "not recorded by this batch" in res.stderr and "0 of 2 done" in res.stderr
+    mine = [e for e in read_manifest(out).values() if e["file"] == f"images/{foreign.name}"]
+    assert len(mine) == 1 and mine[0]["sha256"] == sha256_file(foreign) and mine[0]["size"] == [192, 192]
+
+
+def test_an_out_folder_in_use_by_another_batch_is_refused(tmp_path):
+    """While a batch holds DIR/.batch.lock, another batch on DIR stops with one line; the lock is a flock, so a
+    killed holder (here: the lock closed) never leaves it stuck."""
+    import fcntl
+
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text(PROMPTS[0] + "\n")
+    out = tmp_path / "out"
+    out.mkdir()
+    fd = os.open(out / ".batch.lock", os.O_RDWR | os.O_CREAT)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    try:
+        res = _batch(prompts, out)
+    finally:
+        os.close(fd)
+    assert res.returncode == 2 and "in use by another running batch" in res.stderr
+    assert len(res.stderr.strip().splitlines()) == 1 and not (out / "images").exists()
+    assert _batch(prompts, out).returncode == 0

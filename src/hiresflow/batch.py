@@ -4,17 +4,26 @@ Input: a `.txt` file (one prompt per line; blank lines and lines starting with `
 file (one object per line: "prompt" required; optional "seed", "negative_prompt", "method", "scale", "size"
 as "WxH", "params" {recipe overrides}). Job k (0-based, in file order) has seed `seed + k` unless its line says.
 
-Output in DIR: `images/<k:05d>-<slug>.png` (+ `-native.png`, `.json` sidecar, written as one atomic set by
-`hiresflow.output.save_run`) and `manifest.jsonl`, one line per image: index, prompt, seed, method, file,
-sha256 of the file, size, plan, timings.
+Identity: a job is everything that changes its image — prompt, negative prompt, seed, model, method, size or
+scale, recipe parameters. Their canonical JSON hashes to the job's key (`BatchJob.key`), which ends its file name:
+`images/<k:05d>-<slug>-<key>.png` (+ `-native.png`, `.json` sidecar, written as one atomic set by
+`hiresflow.output.save_run`, the sidecar recording the key). A changed setting is a new job with a new name, so
+re-running a prompt file with another `--seed`, `--scale` or `--model`, or two batches with different settings
+on one `--out`, never mistake each other's images for their own. `manifest.jsonl` has one line per image, keyed
+by that key: index, key, prompt, seed, model, method, file, sha256 of the file, size, plan, timings.
 
-Resume: a job is done when its final PNG exists — the set is renamed into place final image last, so a present
-final PNG means a complete set. A restarted run removes what a killed one left (temporary files, stale locks,
-incomplete sets: `hiresflow.naming.clean_stale`), skips every done job (its manifest line is rebuilt from the
-sidecar if the kill came between the image and its manifest line) and writes the rest. Manifest lines are
-appended per process to `manifest.<rank>.jsonl` with one `write` + fsync each; a torn last line is ignored.
-At the end the main process merges the old manifest and every shard into `manifest.jsonl` (atomic rewrite,
-one line per index, sorted) and deletes the shards.
+Resume: a job is done only when the manifest records its key with a file whose sha256 still matches. A
+restarted run removes what a killed one left (temporary files, stale locks, incomplete sets:
+`hiresflow.naming.clean_stale`); a finished set the manifest does not list yet (a kill between the image and its
+manifest line) is taken back only when its sidecar records the same key; any other file under a job's name (a
+foreign or edited image) is regenerated, with a line saying so. Manifest lines are appended per process to
+`manifest.<rank>.jsonl` with one `write` + fsync each; a torn last line is ignored. At the end the main process
+merges the old manifest and every shard into `manifest.jsonl` (atomic rewrite, one line per key, sorted by index)
+and deletes the shards.
+
+One batch at a time per `--out`: the main process holds an exclusive `flock` on `DIR/.batch.lock` for the run
+(the kernel releases it when the process dies, so a killed run never leaves it stuck); a second batch on the same
+folder is refused with one line, on every one of its processes.
 
 Scale-out: under `accelerate launch --num_processes N` process r takes the jobs with k % N == r
 (`accelerate.PartialState`); the processes meet at a barrier before the merge.
@@ -22,10 +31,10 @@ Scale-out: under `accelerate launch --num_processes N` process r takes the jobs 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -37,6 +46,8 @@ __all__ = ["BatchJob", "BatchConfig", "read_prompts", "run_batch", "read_manifes
 
 MANIFEST = "manifest.jsonl"
 IMAGES = "images"
+LOCK = ".batch.lock"
+KEY_CHARS = 10
 
 
 @dataclass
@@ -52,11 +63,28 @@ class BatchJob:
     size: str | None = None
     params: dict = field(default_factory=dict)
 
-    @property
-    def stem(self) -> str:
+    def settings(self, config: "BatchConfig") -> dict:
+        """Everything that changes this job's image, resolved against the batch's shared options."""
+        size = self.size or config.size
+        scale = self.scale if self.scale is not None else config.scale
+        if size is None and scale is None:
+            scale = 4.0
+        model = config.model
+        if Path(model).expanduser().is_dir():  # a folder is named by where it is, not how it was typed
+            model = str(Path(model).expanduser().resolve())
+        return {"prompt": self.prompt, "negative_prompt": self.negative_prompt, "seed": self.seed, "model": model,
+                "method": self.method or config.method, "size": size,
+                "scale": None if size is not None else float(scale), "params": {**config.params, **self.params}}
+
+    def key(self, config: "BatchConfig") -> str:
+        """Hash of `settings`: equal exactly when two jobs would make the same image."""
+        text = json.dumps(self.settings(config), sort_keys=True, default=str, ensure_ascii=True)
+        return hashlib.sha256(text.encode()).hexdigest()[:KEY_CHARS]
+
+    def stem(self, config: "BatchConfig") -> str:
         from .naming import slug
 
-        return f"{self.index:05d}-{slug(self.prompt, 40)}"
+        return f"{self.index:05d}-{slug(self.prompt, 40)}-{self.key(config)}"
 
 
 @dataclass
@@ -137,7 +165,7 @@ def _read_lines(path: Path) -> Iterator[dict]:
             obj = json.loads(line)
         except json.JSONDecodeError:
             continue
-        if isinstance(obj, dict) and isinstance(obj.get("index"), int):
+        if isinstance(obj, dict) and isinstance(obj.get("index"), int) and isinstance(obj.get("key"), str):
             yield obj
 
 
@@ -145,14 +173,20 @@ def _shards(out: Path) -> list[Path]:
     return sorted(out.glob("manifest.*.jsonl"))
 
 
-def read_manifest(out: str | Path) -> dict[int, dict]:
-    """Every recorded image of DIR by index (merged manifest and any shards; later lines win)."""
+def read_manifest(out: str | Path) -> dict[str, dict]:
+    """Every recorded image of DIR by job key (merged manifest and any shards; later lines win)."""
     out = Path(out)
-    entries: dict[int, dict] = {}
+    entries: dict[str, dict] = {}
     for p in [out / MANIFEST, *_shards(out)]:
         for obj in _read_lines(p):
-            entries[obj["index"]] = obj
+            entries[obj["key"]] = obj
     return entries
+
+
+def _intact(out: Path, entry: dict | None) -> bool:
+    """The manifest entry's image exists and still has the recorded sha256."""
+    return entry is not None and (out / entry["file"]).is_file() and sha256_file(out / entry["file"]) == entry.get(
+        "sha256")
 
 
 def merge_manifests(out: str | Path) -> Path:
@@ -160,8 +194,7 @@ def merge_manifests(out: str | Path) -> Path:
     Entries whose image is missing or does not match its hash are left out."""
     out = Path(out)
     entries = read_manifest(out)
-    good = [e for k, e in sorted(entries.items())
-            if (out / e["file"]).is_file() and sha256_file(out / e["file"]) == e.get("sha256")]
+    good = sorted((e for e in entries.values() if _intact(out, e)), key=lambda e: (e["index"], e["key"]))
     path = write_text_atomic(out / MANIFEST, "".join(json.dumps(e, sort_keys=True) + "\n" for e in good))
     for shard in _shards(out):
         shard.unlink(missing_ok=True)
@@ -178,10 +211,10 @@ def _append_line(path: Path, entry: dict) -> None:
         os.close(fd)
 
 
-def _entry(job: BatchJob, out: Path, paths: dict[str, Path], rank: int) -> dict:
+def _entry(job: BatchJob, key: str, out: Path, paths: dict[str, Path], rank: int) -> dict:
     """A manifest line for a finished image, from its sidecar (works for sets finished by a killed run too)."""
     side = json.loads(paths["metadata"].read_text())
-    return {"index": job.index, "prompt": job.prompt, "negative_prompt": job.negative_prompt, "seed": job.seed,
+    return {"index": job.index, "key": key, "prompt": job.prompt, "negative_prompt": job.negative_prompt, "seed": job.seed,
             "method": side["recipe"], "model": side["model"]["name"],
             "file": str(paths["image"].relative_to(out)), "native": str(paths["native"].relative_to(out)),
             "sidecar": str(paths["metadata"].relative_to(out)), "sha256": sha256_file(paths["image"]),
@@ -190,6 +223,44 @@ def _entry(job: BatchJob, out: Path, paths: dict[str, Path], rank: int) -> dict:
                         "stages": [{k: s.get(k) for k in ("index", "size", "seconds", "model_seconds",
                                                            "guide_seconds")} for s in side["stages"]]},
             "process": rank}
+
+
+def _sidecar_key(paths: dict[str, Path]) -> str | None:
+    """The batch key a finished set's sidecar records (None for a foreign or unreadable one)."""
+    try:
+        side = json.loads(paths["metadata"].read_text())
+        return side["batch"]["key"] if paths["image"].is_file() else None
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+@contextlib.contextmanager
+def batch_lock(out: Path, rank: int, world: int):
+    """Exclusive use of `out` by one batch: the main process holds `flock(out/.batch.lock)`; its verdict is
+    broadcast so every process of a refused launch stops with the same one-line error."""
+    import fcntl
+
+    fd, busy = None, False
+    if rank == 0:
+        fd = os.open(out / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            os.ftruncate(fd, 0)
+            os.write(fd, f"{os.getpid()}\n".encode())
+        except BlockingIOError:
+            busy = True
+    if world > 1:
+        from accelerate.utils import broadcast_object_list
+
+        busy = broadcast_object_list([busy])[0]
+    try:
+        if busy:
+            raise ValueError(f"{out} is in use by another running batch (it holds {out / LOCK}); wait for it to "
+                             f"finish or pick another --out")
+        yield
+    finally:
+        if fd is not None:
+            os.close(fd)  # closing releases the flock
 
 
 def _process_state():
@@ -209,13 +280,9 @@ def run_batch(prompts: str | Path, out: str | Path, config: BatchConfig,
               log: Callable[[str], Any] = lambda msg: None) -> dict:
     """Generate every job of `prompts` not yet in `out`; returns counts for this process."""
     from .models.base import parse_size
-    from .models.loading import check_device, load_model
-    from .naming import check_out_dir, clean_stale, reserve_stem, set_paths
-    from .output import save_run
-    from .quiet import progress_enabled
-    from .recipes import build_plan, recipe_params
-    from .runner import run_plan
-    from tqdm.auto import tqdm
+    from .models.loading import check_device
+    from .naming import check_out_dir
+    from .recipes import recipe_params
 
     jobs = read_prompts(prompts, config.seed)
     for job in jobs:  # every job's method and overrides are checked before the model loads
@@ -230,6 +297,20 @@ def run_batch(prompts: str | Path, out: str | Path, config: BatchConfig,
     device = check_device(config.device)
     rank, world, barrier = _process_state()
     out = check_out_dir(Path(out))
+    with batch_lock(out, rank, world):
+        return _run_locked(jobs, out, config, device, rank, world, barrier, log)
+
+
+def _run_locked(jobs, out: Path, config: BatchConfig, device, rank: int, world: int, barrier, log) -> dict:
+    from .models.base import parse_size
+    from .models.loading import load_model
+    from .naming import clean_stale, reserve_stem, set_paths
+    from .output import save_run
+    from .quiet import progress_enabled
+    from .recipes import build_plan
+    from .runner import run_plan
+    from tqdm.auto import tqdm
+
     images = out / IMAGES
     images.mkdir(exist_ok=True)
     if rank == 0:
@@ -240,12 +321,16 @@ def run_batch(prompts: str | Path, out: str | Path, config: BatchConfig,
     mine = [j for j in jobs if j.index % world == rank]
     todo, recovered = [], 0
     for job in mine:
-        paths = set_paths(images, job.stem)
-        if paths["image"].is_file():
-            if job.index not in done and paths["metadata"].is_file():
-                _append_line(shard, _entry(job, out, paths, rank))
-                recovered += 1
+        key = job.key(config)
+        if _intact(out, done.get(key)):
             continue
+        paths = set_paths(images, job.stem(config))
+        if _sidecar_key(paths) == key:  # finished by a run killed before its manifest line
+            _append_line(shard, _entry(job, key, out, paths, rank))
+            recovered += 1
+            continue
+        if paths["image"].is_file():
+            log(f"{paths['image'].name}: not recorded by this batch (foreign or edited); generating it again")
         todo.append(job)
     log(f"process {rank}/{world}: {len(mine) - len(todo)} of {len(mine)} done, {len(todo)} to go")
     model = load_model(config.model, device=device) if todo else None
@@ -254,21 +339,18 @@ def run_batch(prompts: str | Path, out: str | Path, config: BatchConfig,
     bar = tqdm(todo, desc=f"batch [{rank}]" if world > 1 else "batch", position=rank if world > 1 else None,
                disable=not progress_enabled(config.progress), unit="img")
     for job in bar:
-        method = job.method or config.method
-        params = {**config.params, **job.params}
-        size = job.size or config.size
-        scale = job.scale if job.scale is not None else config.scale
-        if size is None and scale is None:
-            scale = 4.0
-        key = (method, scale, size, json.dumps(params, sort_keys=True, default=str))
-        if key not in plans:
-            plans[key] = build_plan(method, model, scale=scale, size=parse_size(size) if size else None, **params)
-        plan = plans[key]
-        with reserve_stem(images, job.stem, overwrite=True) as slot:
+        st = job.settings(config)
+        key = job.key(config)
+        plan_key = (st["method"], st["scale"], st["size"], json.dumps(st["params"], sort_keys=True, default=str))
+        if plan_key not in plans:
+            plans[plan_key] = build_plan(st["method"], model, scale=st["scale"],
+                                         size=parse_size(st["size"]) if st["size"] else None, **st["params"])
+        plan = plans[plan_key]
+        with reserve_stem(images, job.stem(config), overwrite=True) as slot:
             result = run_plan(model, plan, job.prompt, seed=job.seed, negative_prompt=job.negative_prompt)
             paths = save_run(result, model, job.prompt, job.seed, images, slot.stem,
-                             negative_prompt=job.negative_prompt)
-        _append_line(shard, _entry(job, out, paths, rank))
+                             negative_prompt=job.negative_prompt, extra={"batch": {"key": key, "index": job.index}})
+        _append_line(shard, _entry(job, key, out, paths, rank))
         written += 1
     barrier()
     if rank == 0:
