@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import io
+import sys
+
 import pytest
 import torch
+from PIL import Image
 
 import hiresflow
 from hiresflow.models.tiny import tiny_pipeline
@@ -99,3 +103,41 @@ def test_generate_by_name_and_bad_input():
         hiresflow.generate("random-tiny-flux", "a lake", method="nope")
     with pytest.raises(TypeError, match="pipe_or_id must be"):
         hiresflow.generate(42, "a lake")
+
+
+class _Terminal(io.StringIO):
+    def isatty(self):
+        return True
+
+
+@pytest.fixture(scope="module")
+def random_flux():
+    from hiresflow.models.loading import load_model
+
+    return load_model("random-tiny-flux", device="cpu")
+
+
+@pytest.mark.parametrize("call", ["generate", "upscale_image"])
+def test_progress_auto_draws_bars_only_on_a_terminal(call, random_flux, capsys, monkeypatch, tmp_path):
+    """stderr captured (a pipe or log, not a tty): no bar by default; on a terminal, or with progress=True, bars."""
+    monkeypatch.delenv("HIRESFLOW_PROGRESS", raising=False)
+    photo = tmp_path / "in.png"
+    Image.new("RGB", (64, 64), (200, 80, 40)).save(photo)
+
+    def run(**kw):
+        if call == "generate":
+            return hiresflow.generate(random_flux, "a lake", method="hiflow", scale=2, base_steps=4,
+                                      stage_steps=[2], **kw)
+        return hiresflow.upscale_image(random_flux, photo, "a lake", method="hiflow", scale=2, base_steps=4,
+                                       stage_steps=[2], **kw)
+
+    run()
+    assert capsys.readouterr().err == ""
+    run(progress=True)
+    assert "stage" in capsys.readouterr().err
+    terminal = _Terminal()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    run()
+    assert "stage" in terminal.getvalue() and "it/s" in terminal.getvalue()
+    with pytest.raises(ValueError, match='progress must be "auto", True or False'):
+        run(progress="yes")

@@ -1,8 +1,8 @@
 """The Gradio app in a real headless Chromium (Debian's /usr/bin/chromium, driven by Playwright).
 
 Generates with tiny-flux 64 → 128 (4 + 2 steps), checks the image and the downloadable PNG's metadata, checks
-that a bad size shows the one-line error in the page, and saves a screenshot (to tmp; set
-HIRESFLOW_APP_SCREENSHOT=PATH to also write it there:
+that a bad size shows the one-line error in the page and leaves the previous result in place, and saves a
+screenshot (to tmp; set HIRESFLOW_APP_SCREENSHOT=PATH to also write it there:
 `HIRESFLOW_APP_SCREENSHOT=docs/app-screenshot.png .venv/bin/python -m pytest tests/test_app_browser.py` makes the
 committed docs/app-screenshot.png). Skips, saying why, only when the browser or the packages are missing.
 """
@@ -79,6 +79,12 @@ def test_app_generates_in_chromium_and_shows_errors(served_app, tmp_path):
             page.locator("#run").click()
             page.wait_for_function("() => document.body.innerText.includes('size 100x130 is not a positive multiple')")
             assert "use e.g." in page.inner_text("body")
+            # the error is marked on the status line only; the previous result stays in every output
+            page.locator("#status").get_by_text("Error").wait_for()
+            for panel in ("#compare", "#result", "#download"):
+                assert "Error" not in page.inner_text(panel), panel
+            assert img.evaluate("i => [i.naturalWidth, i.naturalHeight]") == [128, 128]
+            assert "hiflow" in page.inner_text("#info") and ".png" in page.inner_text("#download")
         finally:
             ctx.close()
     pngs = [q for q in config.out.iterdir() if q.suffix == ".png" and not q.name.endswith("-native.png")]

@@ -105,3 +105,27 @@ def test_a1111_parameters_with_negative_prompt(tmp_path):
     assert fields["hiresflow method"] == "sdedit" and fields["Hires upscale"] == "2.0"
     record = json.loads(text["hiresflow"])
     assert record["negative_prompt"] == "blurry, low quality" and record["plan"]["type"] == "Plan"
+
+
+def _command_paths(group, path=()):
+    for name, cmd in sorted(group.commands.items()):
+        yield (*path, name)
+        if hasattr(cmd, "commands"):
+            yield from _command_paths(cmd, (*path, name))
+
+
+def test_every_help_shows_flags_as_plain_flags():
+    """No `--quiet <bool>`: a boolean flag takes no value, so no subcommand's help may show a type for it."""
+    import typer
+
+    paths = [(), *_command_paths(typer.main.get_command(app))]
+    assert {("generate",), ("upscale",), ("batch",), ("app",), ("bench",), ("train", "vae")} <= set(paths)
+    for path in paths:
+        res = runner.invoke(app, [*path, "--help"], terminal_width=200)
+        assert res.exit_code == 0, (path, res.output)
+        assert "<bool>" not in res.output, (path, res.output)
+        assert "--help " in res.output
+    generate_help = runner.invoke(app, ["generate", "--help"], terminal_width=200).output
+    assert any(line.split()[1:3] == ["--overwrite", "replace"] for line in generate_help.splitlines()
+               if "--overwrite" in line)
+    assert "--seed" in generate_help and "<int>" in generate_help  # options that take a value keep their type

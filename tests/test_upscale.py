@@ -13,7 +13,8 @@ from typer.testing import CliRunner
 import hiresflow
 from hiresflow.cli import app
 from hiresflow.models.loading import load_model
-from hiresflow.upscale import fit_native_size, load_user_image, reference_trajectory, upscale_plan
+from hiresflow.upscale import (SmallerThanInputError, fit_native_size, load_user_image, reference_trajectory,
+                               upscale_plan)
 
 runner = CliRunner()
 FAST = dict(base_steps=4, stage_steps=[2])
@@ -103,3 +104,45 @@ def test_upscale_cli_writes_a_set_with_its_source(tmp_path):
     assert Image.open(pngs[0]).size == tuple(2 * v for v in record["upscale"]["native_size"])
     res = runner.invoke(app, ["upscale", str(tmp_path / "p.png"), "--prompt", "x", "--method", "direct"])
     assert res.exit_code == 2 and "--method must be one of" in res.output
+
+
+def _photo(path, size=(800, 600)):
+    Image.fromarray((np.random.default_rng(2).random((size[1], size[0], 3)) * 255).astype(np.uint8)).save(path)
+    return path
+
+
+def test_upscale_refuses_fewer_pixels_than_the_image_before_any_model_call(model, tmp_path, monkeypatch):
+    photo = _photo(tmp_path / "photo.jpg")
+
+    def no_model_call(*args, **kwargs):
+        raise AssertionError("the model ran before the size check")
+
+    with monkeypatch.context() as m:
+        m.setattr(model, "encode", no_model_call)
+        m.setattr(model, "velocity", no_model_call)
+        with pytest.raises(SmallerThanInputError, match=r"800x600 image at scale=2 would give 128x96 .*use "
+                                                        r"scale=12.5 or more.*allow_smaller=True") as err:
+            hiresflow.upscale_image(model, photo, "a lake", method="sdedit", scale=2, progress=False, steps=2)
+    assert err.value.min_scale == 12.5
+    assert upscale_plan(model, "sdedit", (48, 64), 12.5, steps=2).target_size == (608, 800)  # ≥ 800x600
+    out = hiresflow.upscale_image(model, photo, "a lake", method="sdedit", scale=2, allow_smaller=True,
+                                  progress=False, steps=2)
+    assert out.images[0].size == (128, 96) and out.extra["upscale"]["original_size"] == [800, 600]
+
+
+def test_upscale_cli_refuses_a_smaller_output_in_one_line_and_allow_smaller_writes_it(tmp_path):
+    photo = _photo(tmp_path / "photo.jpg")
+    out = tmp_path / "o"
+    args = ["upscale", str(photo), "--prompt", "a lake", "--model", "random-tiny-flux", "--method", "sdedit",
+            "--scale", "2", "--set", "steps=2", "--out", str(out), "--quiet"]
+    res = runner.invoke(app, args)
+    lines = res.output.strip().splitlines()
+    assert res.exit_code == 2 and len(lines) == 1, res.output
+    assert lines[0].startswith(f"error: {photo}: upscaling the 800x600 image at --scale 2 would give 128x96")
+    assert "use --scale 12.5 or more" in lines[0] and "--allow-smaller" in lines[0]
+    assert not out.exists() or not any(out.iterdir())
+    res = runner.invoke(app, [*args, "--allow-smaller"])
+    assert res.exit_code == 0, res.output
+    assert res.output.strip().splitlines()[-1].startswith(f"sdedit 128x96 from {photo}")
+    help_text = " ".join(runner.invoke(app, ["upscale", "--help"]).output.split())
+    assert "--allow-smaller" in help_text and "fewer pixels than the image is refused before the run" in help_text

@@ -11,6 +11,9 @@ pipeline is only read: hiresflow's model patches are installed for one model cal
 nothing is moved to another device or dtype (tests/test_api.py checks dtype, device, attention processors and
 forward methods before and after a run).
 
+`progress="auto"` (the default) draws tqdm bars only when stderr is a terminal, as the command line does, so
+scripts whose stderr goes to a pipe or a log file get none; True or False force bars on or off.
+
 `callback_on_step_end(step_info) -> dict | None` runs after every sampling step of every stage with a
 `StepInfo` (stage, step, σ, latents, x̂0 …). Returning {"stop": True} ends the run cleanly after that step (the
 stage it stopped in is decoded and returned; `out.stopped` says where); {"latents": tensor} replaces the latents.
@@ -113,7 +116,7 @@ def generate(
     seed: int = 0,
     negative_prompt: str = "",
     callback_on_step_end: Callable[[StepInfo], dict | None] | None = None,
-    progress: bool = True,
+    progress: bool | str = "auto",
     device: str | None = None,
     dtype: torch.dtype | None = None,
     native: int | None = None,
@@ -124,13 +127,15 @@ def generate(
 
     `recipe_params` are the recipe's parameters (`hiresflow recipes --params hiflow`), e.g. `base_steps=16`.
     `native` overrides the native size of a wrapped pipeline (pixels per side); `plan` runs a ready Plan instead
-    of building one. Default: 4× the native size."""
+    of building one. Default: 4× the native size. `progress`: "auto" (bars only on a terminal), True or False."""
+    from .quiet import resolve_progress
     from .recipes import build_plan
     from .runner import run_plan
     from .output import to_pil
 
     if callback_on_step_end is not None and not callable(callback_on_step_end):
         raise TypeError("callback_on_step_end must be a function step_info -> dict (or None)")
+    progress = resolve_progress(progress)
     t0 = time.perf_counter()
     model = as_model(pipe_or_id, device=device, dtype=dtype, native=native)
     if plan is None:

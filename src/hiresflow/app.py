@@ -3,10 +3,12 @@
 Two modes: **Generate** (prompt → native image → the method's cascade) and **Upscale** (your image becomes the
 native stage, `hiresflow.upscale`). The form holds the prompt, model, method, target size (WxH) or scale, seed,
 and the recipe's advanced parameters (one `key = value` per line, prefilled with the recipe's defaults; only
-changed lines are applied). While a job runs the progress bar shows the stage and step; the result shows the
-native image against the high-resolution one in a slider, and the PNG as `hiresflow.output.save_run` wrote it
-(A1111 `parameters` and the full `hiresflow` record in its text chunks) for download. Jobs go through Gradio's
-queue (`concurrency` at once, the rest wait); bad input comes back as the one-line error in a `gr.Error` toast.
+changed lines are applied). While a job runs one progress bar, under the button, shows the stage and step; the
+result shows the native image against the high-resolution one in a slider, and the PNG as
+`hiresflow.output.save_run` wrote it (A1111 `parameters` and the full `hiresflow` record in its text chunks) for
+download. Jobs go through Gradio's queue (`concurrency` at once, the rest wait); bad input comes back as the
+one-line error in a `gr.Error` toast, and the outputs keep the previous result (only the line under the button is
+marked).
 
 Gradio is an optional extra: `pip install -e ".[app]"`.
 """
@@ -110,7 +112,7 @@ def run_job(cache: ModelCache, config: AppConfig, mode: str, prompt: str, negati
     from .checks import check_seed
     from .naming import check_out_dir, image_stem, reserve_stem
     from .output import save_run
-    from .upscale import upscale_image
+    from .upscale import SmallerThanInputError, upscale_image
 
     if not prompt or not prompt.strip():
         raise ValueError("write a prompt first")
@@ -133,9 +135,12 @@ def run_job(cache: ModelCache, config: AppConfig, mode: str, prompt: str, negati
             raise ValueError("upload an image to upscale (or switch the mode to generate)")
         if size is not None:
             raise ValueError("upscale takes a scale, not a size; clear the size box")
-        output = upscale_image(model, image_path, prompt, method=method, scale=scale, seed=seed,
-                               negative_prompt=negative or "", reference=reference, progress=False,
-                               callback_on_step_end=on_step, **params)
+        try:
+            output = upscale_image(model, image_path, prompt, method=method, scale=scale, seed=seed,
+                                   negative_prompt=negative or "", reference=reference, progress=False,
+                                   callback_on_step_end=on_step, **params)
+        except SmallerThanInputError as err:
+            raise ValueError(err.describe("scale ", None)) from None
         extra = {"upscale": {**output.extra["upscale"], "source": Path(str(image_path)).name}}
         if output.extra["upscale"]["reference"] is None and warn is not None:
             warn(f"{method} follows no reference trajectory; the reference option was not used")
@@ -191,6 +196,7 @@ def build_app(config: AppConfig):
                     params = gr.Textbox(value=param_text("hiflow"), lines=10, max_lines=40, elem_id="params",
                                         label="key = value per line (defaults shown; only changes apply)")
                 run = gr.Button("Generate", variant="primary", elem_id="run")
+                status = gr.Markdown(elem_id="status", min_height=48)  # the job's progress bar, or its error mark
             with gr.Column(scale=1):
                 compare = gr.ImageSlider(label="Native ↔ high resolution", type="pil", elem_id="compare")
                 result = gr.Image(label="High resolution", type="pil", elem_id="result", format="png")
@@ -203,9 +209,10 @@ def build_app(config: AppConfig):
                     gr.update(visible=m == "upscale"), gr.update(value="Upscale" if m == "upscale" else "Generate"),
                     gr.update(value=2 if m == "upscale" else 4))
 
-        mode.change(on_mode, mode, [method, image, reference, run, scale])
+        # instant form updates: no spinner over the fields they change
+        mode.change(on_mode, mode, [method, image, reference, run, scale], show_progress="hidden")
         method.change(lambda name: gr.update(value=param_text(name)) if name in RECIPES else gr.update(),
-                      method, params)
+                      method, params, show_progress="hidden")
 
         def job(m, p, neg, mod, meth, sz, sc, sd, img, ref, prm, progress=gr.Progress()):
             try:
@@ -216,8 +223,11 @@ def build_app(config: AppConfig):
             native = res["native"].resize(res["image"].size)  # the slider compares at the high-res size
             return (native, res["image"]), res["image"], res["png"], res["info"]
 
+        # progress shows once, under the button; an error marks that line (and the toast says why) while the
+        # outputs keep the previous result
         run.click(job, [mode, prompt, negative, model, method, size, scale, seed, image, reference, params],
-                  [compare, result, download, info], concurrency_limit=config.concurrency)
+                  [compare, result, download, info], concurrency_limit=config.concurrency, show_progress="full",
+                  show_progress_on=[status])
     return demo
 
 

@@ -19,6 +19,26 @@ from typing import List, Optional
 
 import typer
 
+
+
+def _show_flags_without_a_type() -> None:
+    """typer's rich help (0.2x) prints a type column for every option, so flags read as taking a value
+    (`--quiet <bool>`, even `--help <bool>`); print flags bare, as click's plain help does. A no-op on a typer
+    without `TyperOption.display_type_rich`; tests/test_cli.py checks every subcommand's help."""
+    from typer.core import TyperOption
+
+    shown = getattr(TyperOption, "display_type_rich", None)
+    if shown is None or getattr(shown, "hiresflow_bare_flags", False):
+        return
+
+    def display_type_rich(self, ctx):
+        return None if self.is_flag else shown(self, ctx)
+
+    display_type_rich.hiresflow_bare_flags = True
+    TyperOption.display_type_rich = display_type_rich
+
+
+_show_flags_without_a_type()
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Training-free high-resolution generation.")
 
 DEFAULT_MODEL = "tiny-flux"
@@ -185,21 +205,26 @@ def upscale(
     prompt: str = typer.Option(..., "--prompt", "-p", help="what the image shows (conditions the high-resolution stages)"),
     model: Optional[str] = typer.Option(None, "--model", "-m", help="tiny-flux (default, v2), tiny-flux-v1, tiny-sd (v2, SD 1.5 layout), tiny-sd-v1, random-tiny-*, a diffusers folder or hub id"),
     method: str = typer.Option("hiflow", "--method", help="hiflow, sdedit, freescale, diffusehigh, imax, demofusion or upscale"),
-    scale: float = typer.Option(2.0, "--scale", help="linear factor over the model's native size (2, 4, 8, …)"),
+    scale: float = typer.Option(2.0, "--scale", help="linear factor over the model's native size (2, 4, 8, …), not over the image's size; an output with fewer pixels than the image is refused (see --allow-smaller)"),
     reference: Optional[str] = typer.Option(None, "--reference", help="reference trajectory for HiFlow: inversion (default) or renoise"),
     seed: int = typer.Option(0, "--seed", help="noise seed in 0…2**64-1"),
     out: Path = typer.Option(Path("outputs"), "--out", help="output folder"),
     negative: str = typer.Option("", "--negative", help="negative prompt (CFG models)"),
     set_: List[str] = typer.Option([], "--set", help="recipe parameter override key=value (repeatable)"),
+    allow_smaller: bool = typer.Option(False, "--allow-smaller", help="write the output even when it has fewer pixels than the image (a re-rendering at native × scale rather than an enlargement)"),
     overwrite: bool = typer.Option(False, "--overwrite", help="replace an existing image set of the same name"),
     device: Optional[str] = typer.Option(None, "--device", help="cpu, cuda, cuda:N or mps"),
     quiet: bool = typer.Option(False, "--quiet", help="no progress bars"),
 ):
-    """Enlarge your own image: it becomes the native stage of the method's cascade."""
+    """Enlarge your own image: it becomes the native stage of the method's cascade.
+
+    The image is resized to the model's native size (64 px for the tiny models); the output is native × --scale.
+
+    An output with fewer pixels than the image is refused before the run (an 800x600 photo at --scale 2 would give 128x96 on a tiny model): raise --scale as the error says, or pass --allow-smaller."""
     try:
         with _sigterm_as_interrupt():
             paths, output = _upscale(image, prompt, model or DEFAULT_MODEL, method, scale, reference, seed, out,
-                                     negative, set_, overwrite, device, quiet)
+                                     negative, set_, overwrite, device, quiet, allow_smaller)
     except RUN_ERRORS as err:
         _fail(str(err))
     except KeyboardInterrupt:
@@ -211,7 +236,8 @@ def upscale(
     typer.echo(f"{output.plan.recipe} {w}x{h} from {image} in {output.timings['wall_seconds']:.1f} s")
 
 
-def _upscale(image, prompt, model, method, scale, reference, seed, out, negative, set_, overwrite, device, quiet):
+def _upscale(image, prompt, model, method, scale, reference, seed, out, negative, set_, overwrite, device, quiet,
+             allow_smaller=False):
     """Check everything (the image is read first), then load, upscale and save like `generate`."""
     from .checks import check_choice, check_seed
     from .models.loading import check_device, load_model
@@ -219,7 +245,8 @@ def _upscale(image, prompt, model, method, scale, reference, seed, out, negative
     from .output import save_run
     from .quiet import progress_enabled
     from .recipes import recipe_params
-    from .upscale import DEFAULT_REFERENCE, REFERENCES, UPSCALE_METHODS, load_user_image, upscale_image
+    from .upscale import (DEFAULT_REFERENCE, REFERENCES, UPSCALE_METHODS, SmallerThanInputError, load_user_image,
+                          upscale_image)
 
     check_seed(seed)
     check_choice("--method", method, UPSCALE_METHODS)
@@ -234,8 +261,12 @@ def _upscale(image, prompt, model, method, scale, reference, seed, out, negative
     out = check_out_dir(out)
     clean_stale(out)
     m = load_model(model, device=device)
-    output = upscale_image(m, picture, prompt, method=method, scale=scale, seed=seed, negative_prompt=negative,
-                           reference=reference, progress=progress_enabled(not quiet), **overrides)
+    try:
+        output = upscale_image(m, picture, prompt, method=method, scale=scale, seed=seed, negative_prompt=negative,
+                               reference=reference, allow_smaller=allow_smaller,
+                               progress=progress_enabled(not quiet), **overrides)
+    except SmallerThanInputError as err:
+        raise ValueError(f"{image}: {err.describe('--scale ', '--allow-smaller')}") from None
     output.extra["upscale"]["source"] = str(image)
     result = output.result
     stem = image_stem(f"{Path(image).stem} {prompt}", f"up-{method}", model, output.plan.target_size, seed)

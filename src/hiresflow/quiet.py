@@ -3,7 +3,8 @@ per-component loading bars on a normal run. Everything is restored when the bloc
 and progress settings are untouched.
 
 `progress_enabled` is the command line's rule for progress bars: shown on an interactive terminal, never with
-`--quiet` or when stderr is a log file or pipe (CI logs stay free of carriage-return noise)."""
+`--quiet` or when stderr is a log file or pipe (CI logs stay free of carriage-return noise). `resolve_progress` applies
+the same rule to the Python API's `progress="auto"` (True and False force bars on or off)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import warnings
 from contextlib import contextmanager
 from typing import Iterator
 
-__all__ = ["quiet_libraries", "progress_enabled"]
+__all__ = ["quiet_libraries", "progress_enabled", "resolve_progress"]
 
 
 def progress_enabled(requested: bool = True, stream=None) -> bool:
@@ -29,6 +30,16 @@ def progress_enabled(requested: bool = True, stream=None) -> bool:
         return bool(stream.isatty())
     except (AttributeError, ValueError):
         return False
+
+
+def resolve_progress(progress) -> bool:
+    """The API's `progress` argument as a bool: "auto" follows `progress_enabled` (bars only when stderr is a
+    terminal), True or False force bars on or off."""
+    if isinstance(progress, bool):
+        return progress
+    if isinstance(progress, str) and progress == "auto":
+        return progress_enabled(True)
+    raise ValueError(f"progress must be \"auto\", True or False, got {progress!r}")
 
 
 @contextmanager

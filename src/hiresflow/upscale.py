@@ -6,7 +6,10 @@
    channel is composited on white (transparent areas become white paper, as most editors flatten them).
 2. It is centre-cropped to the nearest aspect ratio the model can represent (sides multiples of the model's
    latent multiple, at the model's native pixel count; at most a few pixels per edge are cut) and resized with
-   Lanczos to that native size. The target is native × scale.
+   Lanczos to that native size. The target is native × scale. An upscale never silently returns fewer pixels
+   than the file has: when native × scale is smaller than the input (an 800x600 photo on a 64-pixel model at
+   scale 2 would give 128x96) it stops before any model call with `SmallerThanInputError`, which names the
+   smallest scale that keeps at least the input's pixel count; `allow_smaller=True` accepts the smaller image.
 3. The native stage is that image: its latent is the VAE encoding (posterior mode), its image the resized
    picture itself.
 4. Methods that follow a reference trajectory of the native stage (HiFlow's flow-aligned guidance, the
@@ -41,7 +44,7 @@ from .stage import StageResult, StepTimings, Trajectory
 
 __all__ = ["REFERENCES", "DEFAULT_REFERENCE", "UPSCALE_METHODS", "load_user_image", "fit_native_size",
            "prepare_image", "reference_trajectory", "native_from_image", "needs_reference", "upscale_plan",
-           "upscale_image", "UpscaleInput"]
+           "upscale_image", "UpscaleInput", "SmallerThanInputError", "check_not_smaller"]
 
 REFERENCES = ("renoise", "inversion")
 DEFAULT_REFERENCE = "inversion"
@@ -186,6 +189,43 @@ def upscale_plan(model, method: str, native: tuple[int, int], scale: float, **pa
     return plan
 
 
+class SmallerThanInputError(ValueError):
+    """An upscale whose output (native size × scale) would have fewer pixels than the input image."""
+
+    def __init__(self, original: tuple[int, int], native: tuple[int, int], output: tuple[int, int], scale: float,
+                 min_scale: float):
+        self.original, self.native, self.output = original, native, output  # (W, H) each
+        self.scale, self.min_scale = scale, min_scale
+        super().__init__(self.describe())
+
+    def describe(self, scale_arg: str = "scale=", allow_arg: str | None = "allow_smaller=True") -> str:
+        """The one-line message, with the arguments spelled as the caller takes them (e.g. "--scale ")."""
+        (ow, oh), (nw, nh), (w, h) = self.original, self.native, self.output
+        fix = f"use {scale_arg}{self.min_scale:g} or more to keep at least the input's pixels"
+        if allow_arg:
+            fix += f", or {allow_arg} to accept the smaller image"
+        return (f"upscaling the {ow}x{oh} image at {scale_arg}{self.scale:g} would give {w}x{h} (the model's native "
+                f"{nw}x{nh} × {self.scale:g}), fewer pixels than the input; {fix}")
+
+
+def min_scale_keeping(geometry, native: tuple[int, int], original: tuple[int, int]) -> float:
+    """The smallest scale (a multiple of 0.1, above 1) whose output from `native` = (H, W) has at least the pixel
+    count of `original` = (W, H)."""
+    need = original[0] * original[1]
+    scale = max(1.1, math.ceil(math.sqrt(need / (native[0] * native[1])) * 10 - 1e-9) / 10)
+    while math.prod(geometry.round_size(native[0] * scale, native[1] * scale)) < need:
+        scale = round(scale + 0.1, 1)
+    return scale
+
+
+def check_not_smaller(geometry, original: tuple[int, int], native: tuple[int, int], target: tuple[int, int],
+                      scale: float) -> None:
+    """Raise `SmallerThanInputError` when `target` = (H, W) has fewer pixels than `original` = (W, H)."""
+    if target[0] * target[1] < original[0] * original[1]:
+        raise SmallerThanInputError(tuple(original), (native[1], native[0]), (target[1], target[0]), scale,
+                                    min_scale_keeping(geometry, native, original))
+
+
 @dataclass
 class UpscaleInput:
     """A user's image made ready for a model: the prepared tensor, its native size and where it came from."""
@@ -209,20 +249,30 @@ class UpscaleInput:
 
 def upscale_image(pipe_or_id, image, prompt: str, *, method: str = "hiflow", scale: float = 2,
                   seed: int = 0, negative_prompt: str = "", reference: str = DEFAULT_REFERENCE,
-                  progress: bool = True, callback_on_step_end: Callable | None = None, device: str | None = None,
+                  allow_smaller: bool = False, progress: bool | str = "auto",
+                  callback_on_step_end: Callable | None = None, device: str | None = None,
                   dtype: torch.dtype | None = None, **recipe_params):
     """Upscale `image` (path or PIL image) with recipe `method`; returns a `hiresflow.api.GenerationOutput`
-    whose `extra["upscale"]` records the source, the native size and the reference mode."""
+    whose `extra["upscale"]` records the source, the native size and the reference mode.
+
+    The output is the model's native size (for the image's aspect ratio) × `scale`. When that has fewer pixels
+    than the image, `SmallerThanInputError` (a ValueError naming the smallest scale that keeps the image's pixel
+    count) is raised before any model call, unless `allow_smaller=True`. `progress`: "auto" (tqdm bars only when
+    stderr is a terminal), True or False."""
     from .api import GenerationOutput, _step_callback, as_model, timings_of
     from .output import to_pil
+    from .quiet import resolve_progress
     from .runner import run_plan
 
     check_choice("reference", reference, REFERENCES)
     check_seed(seed)
+    progress = resolve_progress(progress)
     t0 = time.perf_counter()
     model = as_model(pipe_or_id, device=device, dtype=dtype)
     inp = UpscaleInput.from_any(image, model.geometry)
     plan = upscale_plan(model, method, inp.native, scale, **recipe_params)
+    if not allow_smaller:
+        check_not_smaller(model.geometry, inp.original_size, inp.native, plan.target_size, scale)
     native = native_from_image(model, plan, inp.tensor, prompt, seed=seed, negative_prompt=negative_prompt,
                                reference=reference)
     on_step = _step_callback(callback_on_step_end, plan) if callback_on_step_end is not None else None
