@@ -11,7 +11,9 @@ the methods' ranking against HiFlow's Table 1 (FLUX.1-dev, 4096²).
 Inputs (all committed): the v1 bench (`benchmarks/results/tiny-flux`, read on its seed set 3407 so both versions
 see the same 8 scenes and noises), the v2 bench of `benchmarks/specs/tiny-flux-v2-4x.yaml`, and the two
 `native_quality` records. `--seed ''` reads every seed set of both benches (they must share scenes and seeds).
-Writes `versions.md` and `versions.json` (`versions-<tag>.*` for another tag than x4) next to the v2 results.
+Writes `versions.json` (`compare`: the metrics, targets, ranking and what was compared) and `versions.md`
+(`render_markdown`, a function of that JSON alone; `benchmarks/docs_pages.py` rewrites it and the site's
+tables from it) — `versions-<tag>.*` for another tag than x4 — next to the v2 results.
 
 Ranking: HiFlow Table 1 at 4096² orders HiFlow < I-Max < DemoFusion < DiffuseHigh by FID (and HiFlow < DemoFusion
 < DiffuseHigh < I-Max by FID_patch). At n = 8 our FID is dominated by its bias, so each version is ranked by KID
@@ -91,6 +93,87 @@ def _fmt(v, scale, nd):
     return "—" if v is None or not math.isfinite(v) else f"{v * scale:.{nd}f}"
 
 
+TARGETS = [("native FID / floor", "fid_over_floor", "≤ 1.3"), ("sun/moon count wrong (native)",
+           "sun_moon_wrong_native", "≤ 0.10"), ("tree count exact (native)", "tree_exact", "≥ 0.75"),
+           ("best {scale}× method (by KID)", "best_method_4x", "—"), ("its HF ratio", "hf_ratio", "≥ 0.6"),
+           ("its KID / upscale's KID", "kid_vs_upscale", "≤ 0.8"), ("its sun/moon duplication", "dup_4x", "≤ 0.10")]
+
+
+def compare(v1_dir: Path, v2_dir: Path, native_v1: Path, native_v2: Path, seed: str = "3407", tag: str = "x4",
+            model: str = "tiny-flux") -> dict:
+    """The content of ``versions.json``: both versions' metrics at `tag`, the targets, the ranking, and (``meta``)
+    what was compared, so that `render_markdown` needs nothing else."""
+    v1 = _metrics(json.loads((v1_dir / "results.json").read_text()), seed or None, tag)
+    v2 = _metrics(json.loads((v2_dir / "results.json").read_text()), None, tag)
+    n1, n2 = json.loads(native_v1.read_text()), json.loads(native_v2.read_text())
+    rank = {}
+    for name, m in (("v1", v1), ("v2", v2)):
+        rk, rp = ranking(m, "kid"), ranking(m, "fid_patch")
+        rank[name] = {"kid": rk, "fid_patch": rp, "tau_kid": kendall_tau(rk, PUBLISHED["fid"]),
+                      "tau_fid_patch": kendall_tau(rp, PUBLISHED["fid_patch"])}
+    meta = {"model": model, "tag": tag, "v1": _rel(v1_dir), "v2": _rel(v2_dir), "seed": seed,
+            "native_v1": _rel(native_v1), "native_v2": _rel(native_v2)}
+    return {"meta": meta, "v1": v1, "v2": v2, "targets": {"v1": targets(n1, v1), "v2": targets(n2, v2)},
+            "ranking": rank}
+
+
+def _verdict(t: dict, key: str, goal_text: str) -> str:
+    """A version against a goal ("≤ 0.8", "≥ 0.6"): "met", or "missed by" how much (native FID: in FID points
+    above 1.3 × floor); "—" for a goal without a number."""
+    v = t.get(key)
+    if goal_text[0] not in "≤≥" or not isinstance(v, (int, float)):
+        return "—"
+    op, goal = goal_text[0], float(goal_text[1:])
+    if (v <= goal) if op == "≤" else (v >= goal):
+        return "met"
+    if key == "fid_over_floor":
+        return f"missed by {t['fid'] - goal * t['fid_floor']:.0f} FID points"
+    return f"missed by {abs(v - goal):.2f}"
+
+
+def tables(data: dict) -> dict[str, str]:
+    """The three tables of ``versions.md`` from ``versions.json``: ``methods`` (each metric, cells v1 → v2),
+    ``targets`` (with v2's verdict) and ``ranking`` (against HiFlow Table 1)."""
+    v1, v2 = data["v1"], data["v2"]
+    lines = ["| method | " + " | ".join(c[1] for c in COLUMNS) + " |", "|---|" + "---|" * len(COLUMNS)]
+    for m in METHODS:
+        if m not in v1 and m not in v2:
+            continue
+        a, b = v1.get(m, {}), v2.get(m, {})
+        cells = [f"{_fmt(a.get(k), s, nd)} → {_fmt(b.get(k), s, nd)}" for k, _, s, nd in COLUMNS]
+        lines.append(f"| {m} | " + " | ".join(cells) + " |")
+    out = {"methods": "\n".join(lines)}
+    scale = int(data["meta"]["tag"].lstrip("x"))
+    t1, t2 = data["targets"]["v1"], data["targets"]["v2"]
+    cell = lambda v: f"{v:.3g}" if isinstance(v, float) else str(v)  # noqa: E731
+    lines = ["| target | v1 | v2 | goal | v2 vs goal |", "|---|---|---|---|---|"]
+    for label, key, goal in TARGETS:
+        lines.append(f"| {label.format(scale=scale)} | {cell(t1.get(key))} | {cell(t2.get(key))} | {goal} | "
+                     f"{_verdict(t2, key, goal)} |")
+    out["targets"] = "\n".join(lines)
+    rank = data["ranking"]
+    lines = ["| version | by KID | τ vs published FID order | by FID_patch | τ vs published FID_patch order |",
+             "|---|---|---|---|---|"]
+    for name in ("v1", "v2"):
+        r = rank[name]
+        lines.append(f"| {name} | {' < '.join(r['kid'])} | {r['tau_kid']:+.2f} | {' < '.join(r['fid_patch'])} | "
+                     f"{r['tau_fid_patch']:+.2f} |")
+    lines.append(f"| published | {' < '.join(PUBLISHED['fid'])} (FID) | | {' < '.join(PUBLISHED['fid_patch'])} | |")
+    out["ranking"] = "\n".join(lines)
+    return out
+
+
+def render_markdown(data: dict) -> str:
+    """``versions.md`` from ``versions.json``."""
+    meta, t = data["meta"], tables(data)
+    scale = int(meta["tag"].lstrip("x"))
+    seeds = f"its seed set {meta['seed']}" if meta["seed"] else "all its seed sets"
+    return "\n".join([f"# {meta['model']} v1 vs v2", "",
+                      f"{scale}× ({64 * scale}² from 64²); v1 from `{meta['v1']}` ({seeds}), "
+                      f"v2 from `{meta['v2']}`. Cells: v1 → v2.", "", t["methods"], "", "## Targets", "",
+                      t["targets"], "", "## Ranking vs HiFlow Table 1 (4096²)", "", t["ranking"]]) + "\n"
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--v1", type=Path, default=RESULTS / "tiny-flux")
@@ -104,46 +187,11 @@ def main() -> None:
     for p in (args.v1 / "results.json", args.v2 / "results.json", args.native_v1, args.native_v2):
         if not p.is_file():
             raise SystemExit(f"missing {p}: run the commands in this script's docstring first")
-    v1 = _metrics(json.loads((args.v1 / "results.json").read_text()), args.seed or None, args.tag)
-    v2 = _metrics(json.loads((args.v2 / "results.json").read_text()), None, args.tag)
-    n1, n2 = json.loads(args.native_v1.read_text()), json.loads(args.native_v2.read_text())
-    t1, t2 = targets(n1, v1), targets(n2, v2)
-    scale = int(args.tag.lstrip("x"))
-    seeds = f"its seed set {args.seed}" if args.seed else "all its seed sets"
-    lines = [f"# {args.model} v1 vs v2", "",
-             f"{scale}× ({64 * scale}² from 64²); v1 from `{_rel(args.v1)}` ({seeds}), v2 from "
-             f"`{_rel(args.v2)}`. Cells: v1 → v2.", "",
-             "| method | " + " | ".join(c[1] for c in COLUMNS) + " |", "|---|" + "---|" * len(COLUMNS)]
-    for m in METHODS:
-        if m not in v1 and m not in v2:
-            continue
-        a, b = v1.get(m, {}), v2.get(m, {})
-        cells = [f"{_fmt(a.get(k), s, nd)} → {_fmt(b.get(k), s, nd)}" for k, _, s, nd in COLUMNS]
-        lines.append(f"| {m} | " + " | ".join(cells) + " |")
-    lines += ["", "## Targets", "", "| target | v1 | v2 | goal |", "|---|---|---|---|"]
-    rows = [("native FID / floor", "fid_over_floor", "≤ 1.3"), ("sun/moon count wrong (native)",
-            "sun_moon_wrong_native", "≤ 0.10"), ("tree count exact (native)", "tree_exact", "≥ 0.75"),
-            (f"best {scale}× method (by KID)", "best_method_4x", "—"), ("its HF ratio", "hf_ratio", "≥ 0.6"),
-            ("its KID / upscale's KID", "kid_vs_upscale", "≤ 0.8"), ("its sun/moon duplication", "dup_4x", "≤ 0.10")]
-    for label, key, goal in rows:
-        cell = lambda v: f"{v:.3g}" if isinstance(v, float) else str(v)  # noqa: E731
-        lines.append(f"| {label} | {cell(t1.get(key))} | {cell(t2.get(key))} | {goal} |")
-    rank = {}
-    lines += ["", "## Ranking vs HiFlow Table 1 (4096²)", "",
-              "| version | by KID | τ vs published FID order | by FID_patch | τ vs published FID_patch order |",
-              "|---|---|---|---|---|"]
-    for name, m in (("v1", v1), ("v2", v2)):
-        rk, rp = ranking(m, "kid"), ranking(m, "fid_patch")
-        rank[name] = {"kid": rk, "fid_patch": rp, "tau_kid": kendall_tau(rk, PUBLISHED["fid"]),
-                      "tau_fid_patch": kendall_tau(rp, PUBLISHED["fid_patch"])}
-        lines.append(f"| {name} | {' < '.join(rk)} | {rank[name]['tau_kid']:+.2f} | {' < '.join(rp)} | "
-                     f"{rank[name]['tau_fid_patch']:+.2f} |")
-    lines.append(f"| published | {' < '.join(PUBLISHED['fid'])} (FID) | | {' < '.join(PUBLISHED['fid_patch'])} | |")
-    text = "\n".join(lines) + "\n"
+    data = compare(args.v1, args.v2, args.native_v1, args.native_v2, args.seed, args.tag, args.model)
+    text = render_markdown(data)
     stem = "versions" if args.tag == "x4" else f"versions-{args.tag}"
     (args.v2 / f"{stem}.md").write_text(text)
-    (args.v2 / f"{stem}.json").write_text(json.dumps({"v1": v1, "v2": v2, "targets": {"v1": t1, "v2": t2},
-                                                       "ranking": rank}, indent=2) + "\n")
+    (args.v2 / f"{stem}.json").write_text(json.dumps(data, indent=2) + "\n")
     print(text)
 
 

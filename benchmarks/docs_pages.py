@@ -9,12 +9,21 @@ What it writes, each from committed JSON only (nothing is run or measured again)
   from that folder's ``results.json`` and the spec it names (``benchmarks/specs/<name>.yaml``, with the models as run);
   the site shows these pages under ``results/<bench>/`` (``docs/scripts/gen_results.py`` mirrors the folder at build time).
 - ``benchmarks/results/bad_inputs.md`` from ``bad_inputs.json`` (the rows that ``benchmarks/bad_inputs.py`` measured).
+- The pages other benchmark scripts write next to their JSON, through the script's own ``render_markdown(data)``:
+  ``versions*.md`` (``compare_versions.py``), ``tiny-flux-scaling/results.md`` (``tiny_flux_scaling.py``),
+  ``tiny-flux-cfm/paired.md`` (``cfm_paired.py``), ``upscale_reference_trajectory.md``.
 - Generated blocks inside ``README.md`` and ``docs/**/*.md``, between ``<!-- generated: KIND ARGS -->`` and
   ``<!-- /generated -->``:
 
-  ``bench FOLDER TAG [| label | label = Shown name | ...]``
+  ``bench FOLDER TAG [metrics=KEY,...] [| label | label = Shown name | ...]``
       the compact table of ``benchmarks/readme_table.py`` (one resolution tag of one bench folder): every group of
-      that tag, or the listed labels in that order, each optionally shown under another name;
+      that tag, or the listed labels in that order, each optionally shown under another name; ``metrics=`` shows
+      those registry metrics instead of the README columns;
+  ``json-table PATH [TABLE] [| row | row = Shown name | ...]``
+      a table that a benchmark script renders from its committed JSON: `JSON_TABLES` names the script for PATH
+      (a file, a glob of files or a folder), whose ``tables(data)`` returns its tables by name (TABLE, default the
+      first) and whose ``load(PATH)``, where present, reads data spread over several files; rows are selected,
+      ordered and renamed by their first cell as in ``bench``;
   ``choose FOLDER:TAG ...``
       the decision table of the method guide: per bench and scale, the best generating method by each measure
       and how it compares with ``upscale``;
@@ -34,6 +43,8 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import fnmatch
+import functools
 import importlib.util
 import json
 import re
@@ -45,11 +56,68 @@ RESULTS = ROOT / "benchmarks" / "results"
 BLOCK = re.compile(r"(<!-- generated: (?P<args>[^>]*?) -->\n)(?P<body>.*?)(<!-- /generated -->)", re.S)
 
 
-def _readme_table():
-    spec = importlib.util.spec_from_file_location("readme_table", ROOT / "benchmarks" / "readme_table.py")
+@functools.cache
+def _script(name: str):
+    """The benchmark script ``benchmarks/NAME.py`` as a module (its ``main`` is not run)."""
+    spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{name}.py")
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     return mod
+
+
+# json-table PATH (a pattern over the path as written in the block) → the benchmark script that renders it
+JSON_TABLES = {
+    "benchmarks/results/*/versions*.json": "compare_versions",
+    "benchmarks/results/native_quality-*.json": "native_quality",
+    "benchmarks/results/tiny-flux-scaling": "tiny_flux_scaling",
+    "benchmarks/results/*/paired.json": "cfm_paired",
+    "benchmarks/results/msw_msa_speed.json": "msw_msa_speed",
+    "benchmarks/results/windowed_attention_speed.json": "windowed_attention_speed",
+    "benchmarks/results/guide_overhead.json": "guide_overhead",
+    "benchmarks/results/upscale_reference_trajectory.json": "upscale_reference_trajectory",
+}
+
+
+def _json_source(path: str):
+    """(script module, data) of a json-table PATH."""
+    name = next((n for pat, n in JSON_TABLES.items() if fnmatch.fnmatchcase(path, pat)), None)
+    if name is None:
+        raise SystemExit(f"json-table: no script renders {path!r}; sources: {', '.join(JSON_TABLES)}")
+    mod = _script(name)
+    return mod, (mod.load(ROOT / path) if hasattr(mod, "load") else json.loads((ROOT / path).read_text()))
+
+
+def script_pages() -> dict[Path, str]:
+    """The Markdown pages benchmark scripts write beside their JSON (``render_markdown``), from that JSON."""
+    pages = {}
+    for pattern, name in JSON_TABLES.items():
+        if not hasattr(_script(name), "render_markdown"):
+            continue
+        for path in sorted(ROOT.glob(pattern)):
+            mod, data = _json_source(str(path.relative_to(ROOT)))
+            pages[path / "results.md" if path.is_dir() else path.with_suffix(".md")] = mod.render_markdown(data)
+    return pages
+
+
+def _labels(rows: list[str]) -> tuple[list[str] | None, dict[str, str] | None]:
+    """``label`` / ``label = Shown name`` items of a block: the labels in order, and the names to show."""
+    pairs = [[x.strip() for x in r.split("=", 1)] for r in rows if r.strip()]
+    return [p[0] for p in pairs] or None, {p[0]: p[1] for p in pairs if len(p) == 2} or None
+
+
+def select_rows(table: str, labels: list[str] | None, names: dict[str, str] | None) -> str:
+    """The header and the rows of a Markdown table whose first cell is one of `labels`, in that order (every row
+    without labels), the first cell shown as ``names[label]`` where given."""
+    head, rows = table.splitlines()[:2], [r.split("|") for r in table.splitlines()[2:]]
+    by_label = {cells[1].strip(): cells for cells in rows}
+    missing = [lab for lab in labels or [] if lab not in by_label]
+    if missing:
+        raise SystemExit(f"no row {missing} in the table; rows: {', '.join(by_label)}")
+    out = []
+    for cells in [by_label[lab] for lab in labels] if labels else rows:
+        lab = cells[1].strip()
+        out.append("|".join([cells[0], f" {(names or {}).get(lab, lab)} ", *cells[2:]]))
+    return "\n".join(head + out) + "\n"
 
 
 def bench_folders() -> list[Path]:
@@ -167,7 +235,7 @@ MAIN_BENCHES = [("benchmarks/results/tiny-flux-v2", "x2"), ("benchmarks/results/
 def method_rows(recipe: str) -> str:
     """One recipe's row (the README columns, no bold) in each main bench where it ran, first cell naming the
     model, size and n; the full tables are on the benchmark pages."""
-    table = _readme_table().table
+    table = _script("readme_table").table
     lines = []
     for folder, tag in MAIN_BENCHES:
         res = json.loads((ROOT / folder / "results.json").read_text())
@@ -219,12 +287,16 @@ def render_block(args: str, page: Path) -> str:
     kind = args.split()[0]
     if kind == "bench":
         head, *rows = args.split("|")
-        _, folder, tag = head.split()
-        pairs = [[x.strip() for x in r.split("=", 1)] for r in rows if r.strip()]
-        labels = [p[0] for p in pairs] or None
-        names = {p[0]: p[1] for p in pairs if len(p) == 2} or None
+        _, folder, tag, *opts = head.split()
+        metrics = next((o.split("=", 1)[1].split(",") for o in opts if o.startswith("metrics=")), None)
         results = json.loads((ROOT / folder / "results.json").read_text())
-        return _readme_table().table(results, tag, labels, names) + "\n"
+        return _script("readme_table").table(results, tag, *_labels(rows), metrics=metrics) + "\n"
+    if kind == "json-table":
+        head, *rows = args.split("|")
+        _, path, *which = head.split()
+        mod, data = _json_source(path)
+        tables = mod.tables(data)
+        return select_rows(tables[which[0]] if which else next(iter(tables.values())), *_labels(rows))
     if kind == "choose":
         return choose_table(args.split()[1:])
     if kind == "method-rows":
@@ -235,7 +307,8 @@ def render_block(args: str, page: Path) -> str:
         return bad_inputs_table()
     if kind == "bench-index":
         return bench_index(page)
-    raise SystemExit(f"{page}: unknown generated block {kind!r}; kinds: bench, bad-inputs, bench-index")
+    raise SystemExit(f"{page}: unknown generated block {kind!r}; kinds: bench, json-table, choose, bad-inputs, "
+                     "method-rows, cli-help, bench-index")
 
 
 def fill_blocks(text: str, page: Path) -> str:
@@ -246,6 +319,7 @@ def expected_pages() -> dict[Path, str]:
     """Every generated page and every page holding a generated block, with the text it should have."""
     pages = {folder / "results.md": report_page(folder) for folder in bench_folders()}
     pages[RESULTS / "bad_inputs.md"] = bad_inputs_table()
+    pages.update(script_pages())
     for page in [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]:
         text = page.read_text()
         if BLOCK.search(text):

@@ -130,6 +130,26 @@ def bench_model(name: str, latents: list[int], repeats: int) -> list[dict]:
     return rows
 
 
+def _ms(v: float) -> str:
+    return f"{v:.1f}" if v < 100 else f"{v:,.0f}".replace(",", " ")
+
+
+def tables(data: dict) -> dict[str, str]:
+    """The guide table (``guides``) of ``guide_overhead.json``: milliseconds per step at each latent size."""
+    lines = ["| latent (FLUX px) | HiFlow guide (upsample ref + Butterworth A_d + A_a) | same A_d, mask rebuilt per "
+             "step in Python (official pattern) | I-Max guide, torch avg-pool (projection alone) | I-Max projection, "
+             "PyWavelets per channel (official) |", "|---|---|---|---|---|"]
+    for g in data["guides"]:
+        _, c, h, w = g["latent"]
+        side = f"{h}²" if h == w else f"{h}×{w}"
+        pywt = g.get("imax_projection_pywt_ms")
+        lines.append(f"| {c}×{side} ({8 * h // 1024}K) | {_ms(g['hiflow_ms'])} | "
+                     f"{_ms(g['hiflow_direction_official_style_ms'])} | {_ms(g['imax_ms'])} "
+                     f"({_ms(g['imax_projection_torch_ms'])}) | "
+                     f"{'—' if pywt is None else _ms(pywt)} |")
+    return {"guides": "\n".join(lines)}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--threads", type=int, default=torch.get_num_threads())

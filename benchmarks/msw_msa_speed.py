@@ -34,6 +34,20 @@ def per_step(model, recipe: str, scale: int, steps: int, **params) -> dict:
             "per_step": t}
 
 
+def tables(data: dict) -> dict[str, str]:
+    """The speed table (``speed``) of ``msw_msa_speed.json``: median model seconds per step by attention."""
+    steps = data["rows"][0]["steps"]
+    lines = [f"| scale ({steps} steps) | top-level tokens | global attention s/step | MSW-MSA s/step | speed-up | "
+             "MSW-MSA + RAU-Net s/step | speed-up |", "|---|---|---|---|---|---|---|"]
+    for r in data["rows"]:
+        w, h = r["size"]
+        tokens = f"{r['top_level_tokens']:,}".replace(",", " ")
+        lines.append(f"| {r['scale']}× ({w}²) | {tokens} | {r['global_s_per_step']:.2f} | "
+                     f"{r['msw_msa_s_per_step']:.2f} | {r['msw_msa_speedup']:.2f}× | "
+                     f"{r['hidiffusion_s_per_step']:.2f} | {r['hidiffusion_speedup']:.2f}× |")
+    return {"speed": "\n".join(lines)}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default="tiny-sd")

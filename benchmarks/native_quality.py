@@ -72,6 +72,48 @@ def grid(images, prompts, path: Path, cols: int = 8, cell: int = 128):
     canvas.save(path)
 
 
+PREFIX = "native_quality-"
+
+
+def _pct(v: float) -> str:
+    return f"{round(100 * v, 1):g} %"
+
+
+# the table's measures: header, value of a record, its text, which value is best (None: not ranked)
+_COLUMNS = [
+    ("FID (n={n})", lambda r: r["fid"], lambda r, v: f"{v:.1f}", min),
+    ("FID floor: truth half vs half (n={n_half})", lambda r: r["fid_truth_half_vs_half"], lambda r, v: f"{v:.1f}",
+     None),
+    ("KID ×10³", lambda r: r["kid"], lambda r, v: f"{1000 * v:.1f} ± {1000 * r['kid_std']:.1f}", min),
+    ("time of day + sun/moon agrees with prompt", lambda r: r["world"]["attr_acc"], lambda r, v: _pct(v), max),
+    ("sun/moon count ≠ 1", lambda r: r["world"]["dup_rate"], lambda r, v: _pct(v), min),
+    ("tree count exact", lambda r: r["world"]["tree_acc"], lambda r, v: _pct(v), max),
+    ("house count exact", lambda r: r["world"]["house_acc"], lambda r, v: _pct(v), max),
+]
+
+
+def load(pattern: Path) -> dict[str, dict]:
+    """The records matching `pattern` (``benchmarks/results/native_quality-*.json``), by model name (the file name
+    without its ``native_quality-`` prefix), in name order."""
+    return {p.stem.removeprefix(PREFIX): json.loads(p.read_text()) for p in sorted(pattern.parent.glob(pattern.name))}
+
+
+def tables(records: dict[str, dict]) -> dict[str, str]:
+    """The native-quality table (``quality``) of `load`'s records: one row per model, the best of each measure in
+    bold (ties too)."""
+    first = next(iter(records.values()))
+    head = ["model", "steps, CFG"] + [h.format(n=first["n"], n_half=first["fid_n_half"]) for h, *_ in _COLUMNS]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    best = [pick(get(r) for r in records.values()) if pick else None for _, get, _, pick in _COLUMNS]
+    for name, r in records.items():
+        cells = [name, f"{r['steps']}, {r['guidance']:g}"]
+        for (_, get, text, _), b in zip(_COLUMNS, best):
+            v = get(r)
+            cells.append(f"**{text(r, v)}**" if v == b else text(r, v))
+        lines.append("| " + " | ".join(cells) + " |")
+    return {"quality": "\n".join(lines)}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default="tiny-flux")

@@ -8,7 +8,8 @@
 Each config trains with `hiresflow train flux` (same data mix, LR schedule, batch and seed; only the transformer
 width/depth and the step count differ) in `runs/scaling/<name>/`, is exported as a pipeline folder, and is scored
 by `benchmarks/native_quality.py` (n scenes vs their ground truth at 64 px: FID, KID, sun/moon and tree counts).
-Results go to `benchmarks/results/tiny-flux-scaling/`: one JSON per config, `results.md` and `fid-vs-cpu.png`.
+Results go to `benchmarks/results/tiny-flux-scaling/`: one JSON per config, `results.md` (`render_markdown`, from
+those JSONs alone; `benchmarks/docs_pages.py` rewrites it) and `fid-vs-steps.png`.
 Every step resumes: rerunning skips trained runs and scored configs.
 
 `--checkpoint RUN` scores the current checkpoint of any flux run (e.g. the long v2 run while it trains): a run
@@ -140,22 +141,16 @@ def power_fit(points: list[tuple[float, float]]) -> tuple[float, float]:
     return slope, my - slope * mx
 
 
-def summary() -> None:
-    from hiresflow.eval.report import line_plot
-
-    recs = [json.loads(p.read_text()) for p in sorted(OUT.glob("*.json")) if not p.name.endswith("-native.json")]
+def load(folder: Path = OUT) -> list[dict]:
+    """The scored configs of `folder` (one ``NAME.json`` each) and the committed v1 record, by size and steps."""
+    recs = [json.loads(p.read_text()) for p in sorted(folder.glob("*.json")) if not p.name.endswith("-native.json")]
     recs += [r for r in [_v1_record()] if r]
-    if not recs:
-        print("no scored configs yet")
-        return
-    recs.sort(key=lambda r: (r["size"], r["steps"]))
-    lines = ["# tiny-flux scaling study", "",
-             "`python benchmarks/tiny_flux_scaling.py` — same data (50 % close-ups), batch 32, LR 5e-4 cosine, EMA "
-             "0.999; only width/depth and steps differ. Native quality: `benchmarks/native_quality.py` "
-             f"(n = {recs[0].get('n', 200)}, 30 steps, CFG 4, 64 px).", "",
-             "Rows `v2-N` are checkpoints of the long v2 run (warm start from v1, so N counts v1's 4000 steps; "
-             "train seconds = v1's 3307 s + the run's).", "",
-             "| config | params | steps | train wall s | final loss | FID | FID − floor | KID×10³ | sun/moon count ≠ 1 | tree count exact |",
+    return sorted(recs, key=lambda r: (r["size"], r["steps"]))
+
+
+def tables(recs: list[dict]) -> dict[str, str]:
+    """The table of `load`'s records (``configs``): size, steps, training time and native quality per config."""
+    lines = ["| config | params | steps | train wall s | final loss | FID | FID − floor | KID×10³ | sun/moon count ≠ 1 | tree count exact |",
              "|---|---|---|---|---|---|---|---|---|---|"]
     for r in recs:
         w = r["world"]
@@ -164,13 +159,18 @@ def summary() -> None:
                      f"{1000 * r['kid']:.1f} | "
                      f"{100 * w.get('dup_rate', float('nan')):.1f} % | "
                      f"{100 * w.get('tree_acc', float('nan')):.1f} % |")
-    lines += ["", f"FID floor (truth half vs half): {recs[0]['fid_floor']}."]
-    (OUT / "results.md").write_text("\n".join(lines) + "\n")
-    series: dict[str, list[tuple[float, float]]] = {}
-    for r in recs:
-        series.setdefault(f"{r['size']} ({r['params'] / 1e6:.1f} M)", []).append((r["steps"], r["fid"] - r["fid_floor"]))
-    line_plot(series, OUT / "fid-vs-steps.png", title="tiny-flux: native FID above the floor vs training steps",
-              xlabel="training steps, batch 32 (log2)", ylabel="FID − floor (n=200)")
+    return {"configs": "\n".join(lines)}
+
+
+def render_markdown(recs: list[dict]) -> str:
+    """``results.md``: the table of `load`'s records and the power law fitted to the S configs."""
+    lines = ["# tiny-flux scaling study", "",
+             "`python benchmarks/tiny_flux_scaling.py` — same data (50 % close-ups), batch 32, LR 5e-4 cosine, EMA "
+             "0.999; only width/depth and steps differ. Native quality: `benchmarks/native_quality.py` "
+             f"(n = {recs[0].get('n', 200)}, 30 steps, CFG 4, 64 px).", "",
+             "Rows `v2-N` are checkpoints of the long v2 run (warm start from v1, so N counts v1's 4000 steps; "
+             "train seconds = v1's 3307 s + the run's).", "", tables(recs)["configs"],
+             "", f"FID floor (truth half vs half): {recs[0]['fid_floor']}."]
     s_curve = sorted((r["steps"], r["fid"] - r["fid_floor"]) for r in recs if r["size"] == "S")
     if len(s_curve) >= 2:
         slope, intercept = power_fit(s_curve)
@@ -179,8 +179,24 @@ def summary() -> None:
         lines += ["", f"S curve, least-squares power law over its {len(s_curve)} points: FID − floor ∝ steps^{slope:.3f} "
                   f"(× {2 ** slope:.3f} per doubling of steps); FID ≤ 1.3 × floor (FID − floor ≤ {target:.1f}) "
                   f"extrapolates to ≈ {need:,.0f} steps at batch 32."]
-        (OUT / "results.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    return "\n".join(lines) + "\n"
+
+
+def summary() -> None:
+    from hiresflow.eval.report import line_plot
+
+    recs = load(OUT)
+    if not recs:
+        print("no scored configs yet")
+        return
+    text = render_markdown(recs)
+    (OUT / "results.md").write_text(text)
+    series: dict[str, list[tuple[float, float]]] = {}
+    for r in recs:
+        series.setdefault(f"{r['size']} ({r['params'] / 1e6:.1f} M)", []).append((r["steps"], r["fid"] - r["fid_floor"]))
+    line_plot(series, OUT / "fid-vs-steps.png", title="tiny-flux: native FID above the floor vs training steps",
+              xlabel="training steps, batch 32 (log2)", ylabel="FID − floor (n=200)")
+    print(text)
 
 
 def main() -> None:

@@ -51,6 +51,18 @@ def measure(model, recipe: str, scale: int, hires_steps: int, seed: int = 0) -> 
             "run_seconds": res.seconds}
 
 
+def tables(data: dict) -> dict[str, str]:
+    """The speed table (``speed``) of ``windowed_attention_speed.json``: model seconds per step, global vs windowed
+    (`imax` rows name their text duplication, k_h·k_w = scale²)."""
+    lines = ["| recipe | size (image tokens) | global s/step | windowed s/step | speed-up |", "|---|---|---|---|---|"]
+    for r in data["rows"]:
+        w, h = r["size"]
+        name = f"imax (text ×{r['scale'] ** 2})" if r["recipe"] == "imax" else r["recipe"]
+        lines.append(f"| {name} | {w}² ({r['image_tokens']}) | {r['global_s_per_step']:.2f} | "
+                     f"{r['windowed_s_per_step']:.2f} | {r['speedup']:.2f}× |")
+    return {"speed": "\n".join(lines)}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default="tiny-flux")

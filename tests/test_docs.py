@@ -117,3 +117,20 @@ def test_site_renders_in_chromium(site, tmp_path):
                 browser.close()
     finally:
         server.shutdown()
+
+
+def test_json_table_block_renders_a_scripts_table_from_json(tmp_path):
+    """A json-table block is the table its benchmark script renders from the JSON (a pure function of it), rows
+    selected, ordered and renamed by their first cell; an unknown source is an error naming the known ones."""
+    dp = _docs_pages()
+    row = {"scale": 4, "size": [256, 256], "top_level_tokens": 4096, "steps": 4, "global_s_per_step": 2.0,
+           "msw_msa_s_per_step": 1.0, "hidiffusion_s_per_step": 0.5, "msw_msa_speedup": 2.0, "hidiffusion_speedup": 4.0}
+    speed = dp._script("msw_msa_speed").tables({"rows": [row]})["speed"].splitlines()
+    assert speed[0].startswith("| scale (4 steps) |")
+    assert speed[2] == "| 4× (256²) | 4 096 | 2.00 | 1.00 | 2.00× | 0.50 | 4.00× |"
+    text = ("<!-- generated: json-table benchmarks/results/native_quality-*.json | tiny-sd-v1 | tiny-flux = v2 -->\n"
+            "| stale |\n<!-- /generated -->\n")
+    rows = [r.split("|")[1].strip() for r in dp.fill_blocks(text, tmp_path / "p.md").splitlines() if r.startswith("| ")]
+    assert rows == ["model", "tiny-sd-v1", "v2"]
+    with pytest.raises(SystemExit, match="no script renders"):
+        dp.fill_blocks("<!-- generated: json-table benchmarks/results/none.json -->\n<!-- /generated -->\n", tmp_path)
