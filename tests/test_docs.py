@@ -119,6 +119,12 @@ def test_site_renders_in_chromium(site, tmp_path):
         server.shutdown()
 
 
+def test_no_page_calls_a_shipped_method_in_progress():
+    """Every recipe's page describes what ships: no page of the site says a shipped method is "in progress"."""
+    pages = [p for p in (ROOT / "docs").rglob("*.md") if "in progress" in p.read_text().lower()]
+    assert not pages, [str(p.relative_to(ROOT)) for p in pages]
+
+
 def test_json_table_block_renders_a_scripts_table_from_json(tmp_path):
     """A json-table block is the table its benchmark script renders from the JSON (a pure function of it), rows
     selected, ordered and renamed by their first cell; an unknown source is an error naming the known ones."""
