@@ -98,3 +98,26 @@ def test_multi_frame_images_use_the_first_frame():
     assert frame_count(gif) == 2
     px = _rgb(gif)[0, 0]
     assert px[0] > 200 and px[2] < 50
+
+
+@pytest.mark.parametrize("name, make, expect", [
+    ("gray16.png", lambda: Image.fromarray(np.array([[0, 32768, 65535]], dtype=np.uint16)), [0, 128, 255]),
+    ("float.tiff", lambda: Image.fromarray(np.array([[0.0, 0.5, 1.0]], dtype=np.float32)), [0, 128, 255]),
+    ("la.png", lambda: Image.fromarray(np.array([[[0, 0], [0, 255], [200, 255]]], dtype=np.uint8)).convert("LA"),
+     [255, 0, 200]),
+    ("cmyk.tiff", lambda: Image.new("RGB", (3, 1), (0, 0, 255)).convert("CMYK"), [0, 0, 0]),
+])
+def test_upscale_reads_files_of_every_mode_with_their_range(tmp_path, name, make, expect):
+    """`hiresflow upscale`'s reader (`load_user_image`) goes through `to_rgb`: first channel per pixel."""
+    from hiresflow.upscale import load_user_image
+
+    make().save(tmp_path / name)
+    assert np.asarray(load_user_image(tmp_path / name))[0, :, 0].tolist() == expect
+
+
+def test_upscale_names_the_file_with_non_finite_pixels(tmp_path):
+    from hiresflow.upscale import load_user_image
+
+    Image.fromarray(np.array([[np.inf, 0.0]], dtype=np.float32)).save(tmp_path / "inf.tiff")
+    with pytest.raises(ValueError, match=r"inf.tiff: the image holds non-finite"):
+        load_user_image(tmp_path / "inf.tiff")

@@ -38,6 +38,7 @@ import torch
 from PIL import Image, ImageOps
 
 from .checks import check_choice, check_seed
+from .images import frame_count, to_rgb
 from .plan import Plan
 from .runner import stage_seed, stage_sigmas
 from .stage import StageResult, StepTimings, Trajectory
@@ -53,30 +54,25 @@ UPSCALE_METHODS = ("hiflow", "sdedit", "freescale", "diffusehigh", "imax", "demo
 
 
 def load_user_image(path: str | Path) -> Image.Image:
-    """An RGB PIL image from any file PIL reads: EXIF orientation applied, alpha composited on white.
-    Unreadable files raise a one-line ValueError."""
+    """An 8-bit RGB PIL image from any file PIL reads: EXIF orientation applied, then `hiresflow.images.to_rgb`
+    (16-bit and float images scaled by their true range, alpha composited on white, palettes expanded, the first
+    frame of an animation). Unreadable files raise a one-line ValueError."""
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"{path} does not exist or is not a file; pass an image file (PNG, JPEG, WebP, …)")
     try:
         with Image.open(path) as img:
+            if frame_count(img) > 1:
+                img.seek(0)
             img.load()
-            img = ImageOps.exif_transpose(img)
-            return flatten_alpha(img)
+            return to_rgb(ImageOps.exif_transpose(img))
     except Image.DecompressionBombError as err:
         raise ValueError(f"{path} is too large to decode safely ({err}); downscale it first") from None
     except (OSError, SyntaxError, ValueError) as err:
+        if isinstance(err, ValueError) and "non-finite" in str(err):
+            raise ValueError(f"{path}: {err}") from None
         raise ValueError(f"cannot read {path} as an image ({type(err).__name__}); pass a PNG, JPEG or WebP "
                          f"file") from None
-
-
-def flatten_alpha(img: Image.Image) -> Image.Image:
-    """RGB image; transparency (RGBA, LA, palette with transparency) is composited on white."""
-    if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
-        rgba = img.convert("RGBA")
-        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        return Image.alpha_composite(white, rgba).convert("RGB")
-    return img.convert("RGB")
 
 
 def fit_native_size(geometry, width: int, height: int) -> tuple[int, int]:
@@ -240,7 +236,7 @@ class UpscaleInput:
         if isinstance(image, (str, Path)):
             pil, source = load_user_image(image), str(image)
         elif isinstance(image, Image.Image):
-            pil, source = flatten_alpha(ImageOps.exif_transpose(image)), "<PIL image>"
+            pil, source = to_rgb(ImageOps.exif_transpose(image)), "<PIL image>"
         else:
             raise TypeError(f"image must be a path or a PIL image, got {type(image).__name__}")
         native = fit_native_size(geometry, *pil.size)
