@@ -116,10 +116,39 @@ def _native_stage(model: FlowModel, native, steps: int | None, shift: float | No
 
 def dit_patches(model: FlowModel, **switches) -> list:
     """The DiT inference toolkit for a high-resolution stage, as the model's family implements it
-    (`FlowModel.toolkit_patches`; switches are the fields of `hiresflow.patches.toolkit.DiTToolkit`)."""
+    (`FlowModel.toolkit_patches`; switches are the fields of `hiresflow.patches.toolkit.DiTToolkit`). A RoPE
+    extrapolation (`rope`) on a family without RoPE — SD3, the U-Nets — is refused with one line."""
     from .patches.toolkit import DiTToolkit
 
+    if switches.get("rope") is not None:
+        model.rope_axes()
     return model.toolkit_patches(DiTToolkit(**switches))
+
+
+DYPE_METHODS = ("pi", "ntk", "yarn")
+
+
+def dype_rope(dype: bool, method: str = "yarn", version: str = "official", lambda_s: float = 2.0,
+              lambda_t: float = 2.0, attention_scale: bool = True, clamp: str = "official"):
+    """The RoPE patch of the DyPE options (None when `dype` is off): DyPE over `method`
+    (`hiresflow.patches.rope.RopeExtrapolationConfig`)."""
+    from .patches.rope import RopeExtrapolationConfig
+
+    if not isinstance(dype, bool):
+        raise ValueError(f"dype must be True or False, got {dype!r}")
+    if not dype:
+        return None
+    return RopeExtrapolationConfig(method=method, dype=True, version=version, lambda_s=lambda_s,
+                                   lambda_t=lambda_t, attention_scale=attention_scale, clamp=clamp)
+
+
+def _time_shift(time_shift: str) -> str:
+    """DyPE's time shift as a `ScheduleSpec.shift_size`: "official" = the model's σ rule at the native size for
+    every stage (the official pipeline fixes FLUX.1's μ at max_shift = 1.15, which is FLUX.1's rule at its native
+    1024²), "stage" = the rule at the stage's own size (stock diffusers)."""
+    if time_shift not in ("official", "stage"):
+        raise ValueError(f"time_shift must be 'official' (the native size's schedule) or 'stage', got {time_shift!r}")
+    return "native" if time_shift == "official" else "stage"
 
 
 def _embedded(model: FlowModel, values):
@@ -181,7 +210,8 @@ def hiflow(model: FlowModel, native, target, base_steps: int = 30, stage_steps=H
            text_duplication: bool = False, shifted_patches: bool = True, shift_frame: str = "model",
            windowed_attention: float | None = None, stage_sizes=None, clamp_init: str = "none",
            official_vae_tiling: bool = False, cfm_model: str = "cfm-x2", cfm_solver: str = "euler",
-           cfm_nfe: int = 10) -> Plan:
+           cfm_nfe: int = 10, dype: bool = False, dype_method: str = "yarn", dype_version: str = "official",
+           dype_attention_scale: bool = True) -> Plan:
     """HiFlow cascade (×2, ×4, …) with A_i, A_d, A_a; official defaults (docs/methods/hiflow.md#parameters-and-defaults).
 
     Every stage runs the last N_s entries of the base `base_steps` grid computed at the native size (official;
@@ -197,7 +227,10 @@ def hiflow(model: FlowModel, native, target, base_steps: int = 30, stage_steps=H
     overshoot; "decoded"/"all" clamp); `official_vae_tiling=True` tiles every cascade stage's VAE work with
     diffusers' tiling as the official pipeline does after its native pass (off by default: on small VAEs the
     tile seams alone move results by 20+ dB).
+    `dype=True` (recipe `dype+hiflow`) puts DyPE (`dype_method`, default YaRN, `dype_version`) on the RoPE of every
+    cascade stage in place of the NTK RoPE (`ntk`, `pi_floor` are then unused); the schedule stays HiFlow's.
     """
+    rope = dype_rope(dype, dype_method, dype_version, attention_scale=dype_attention_scale)
     if init not in ("official", "paper", "cfm"):
         raise ValueError(f"init must be 'official', 'paper' or 'cfm', got {init!r}")
     for name, values in (("alpha", alpha), ("beta", beta), ("cutoff", cutoff), ("ntk", ntk)):
@@ -228,11 +261,11 @@ def hiflow(model: FlowModel, native, target, base_steps: int = 30, stage_steps=H
         patches = dit_patches(model, ntk=check_number("ntk", _per_stage(ntk, j, "ntk")), pi_floor=pi_floor,
                               proportional_attention=proportional_attention, text_duplication=text_duplication,
                               shifted_patches=shifted_patches, shift_frame=shift_frame,
-                              windowed_attention=windowed_attention)
+                              windowed_attention=windowed_attention, rope=rope)
         stages.append(Stage(size=size, schedule=sched, init=ini, guides=[g],
                             guidance=_per_stage(stage_guidance, j, "stage_guidance"), patches=patches,
                             name=f"hiflow{j + 1}", vae_tiling="diffusers" if official_vae_tiling else "auto"))
-    return Plan("hiflow", stages)
+    return Plan("dype+hiflow" if dype else "hiflow", stages)
 
 
 def imax(model: FlowModel, native, target, steps: int = 30, hires_steps: int = 30, shift: float = 3.0,
@@ -240,7 +273,9 @@ def imax(model: FlowModel, native, target, steps: int = 30, hires_steps: int = 3
          projection_scale: float = 1.0, guidance: float | None = None, hires_guidance: float | None = None,
          ntk: float = 10.0, pi_floor: bool = True, proportional_attention: bool = True,
          text_duplication: bool = True, shifted_patches: bool = True, shift_frame: str = "model",
-         windowed_attention: float | None = None, clamp_init: str = "none", official_vae_tiling: bool = False) -> Plan:
+         windowed_attention: float | None = None, clamp_init: str = "none", official_vae_tiling: bool = False,
+         dype: bool = False, dype_method: str = "yarn", dype_version: str = "official",
+         dype_attention_scale: bool = True) -> Plan:
     """I-Max: native pass, then one pass at the target from pure noise with projected flow toward the upsampled
     native result (README defaults: 30/30 steps, shifts 3/6, cosine_decay, DWT level 1, posterior sample).
     Model side on the high-resolution pass (docs/methods/dit-toolkit.md#defaults-per-recipe): NTK×10 with the PI floor, proportional attention, text
@@ -248,7 +283,9 @@ def imax(model: FlowModel, native, target, steps: int = 30, hires_steps: int = 3
     (the code's fixed 6 equals it at 4×). `shift_frame="sample"`: the official padding of the sample (and of G),
     so the Haar projection runs on the padded grid. `clamp_init="none"` (official) encodes the upsampled native
     image with its overshoot; `official_vae_tiling=True` uses diffusers' tiled encode/decode for every VAE call
-    as the official pipeline does, even at the native size."""
+    as the official pipeline does, even at the native size. `dype=True` replaces the NTK/PI RoPE of the
+    high-resolution pass by DyPE (`dype_method`, `dype_version`); I-Max's own time shift (`hires_shift`) stays."""
+    rope = dype_rope(dype, dype_method, dype_version, attention_scale=dype_attention_scale)
     if hires_guidance is None and model.guidance_kind == "embedded":
         hires_guidance = 7.0
     if hires_shift == "auto":
@@ -257,7 +294,7 @@ def imax(model: FlowModel, native, target, steps: int = 30, hires_steps: int = 3
         raise ValueError(f"hires_shift must be a number or 'auto', got {hires_shift!r}")
     patches = dit_patches(model, ntk=ntk, pi_floor=pi_floor, proportional_attention=proportional_attention,
                           text_duplication=text_duplication, shifted_patches=shifted_patches,
-                          shift_frame=shift_frame, windowed_attention=windowed_attention)
+                          shift_frame=shift_frame, windowed_attention=windowed_attention, rope=rope)
     tiling = "always" if official_vae_tiling else "auto"
     hi = Stage(size=target, schedule=ScheduleSpec(steps=hires_steps, shift=hires_shift), patches=patches,
                init=InitSpec("noise", "pixel", "bicubic", None, "sample", clamp_init),
@@ -266,6 +303,40 @@ def imax(model: FlowModel, native, target, steps: int = 30, hires_steps: int = 3
     native_stage = _native_stage(model, native, steps, shift=shift, guidance=guidance)
     native_stage.vae_tiling = tiling
     return Plan("imax", [native_stage, hi])
+
+
+def dype(model: FlowModel, native, target, steps: int | None = None, method: str = "yarn",
+         version: str = "official", lambda_s: float = 2.0, lambda_t: float = 2.0, attention_scale: bool = True,
+         clamp: str = "official", time_shift: str = "official", dynamic: bool = True,
+         guidance: float | None = None) -> Plan:
+    """DyPE: one pass at the target size from pure noise, the RoPE extrapolation scheduled by σ (official
+    defaults: Dy-YaRN, κ = σ², mscale on; the native size's σ schedule, docs/methods/dype.md). `method="ntk"`
+    is Dy-NTK, `"pi"` Dy-PI (a hiresflow extension); `version="legacy"` the 2025 Dy-YaRN; `clamp="clean"` the
+    variant without the official code's low-σ ramp inversion; `time_shift="stage"` the stock diffusers shift at
+    the target size. `dynamic=False` keeps the extrapolation static (plain PI / NTK / YaRN, the ablation of the
+    schedule). The official run uses 28 steps and guidance 4.5 on FLUX.1-Krea-dev; here the model's own
+    defaults unless given."""
+    from .patches.rope import RopeExtrapolationConfig
+
+    rope = dype_rope(True, method, version, lambda_s, lambda_t, attention_scale, clamp)
+    if not isinstance(dynamic, bool):
+        raise ValueError(f"dynamic must be True or False, got {dynamic!r}")
+    if not dynamic:
+        rope = RopeExtrapolationConfig(method=method, dype=False, attention_scale=attention_scale, clamp=clamp)
+    model.rope_axes()  # one line for families without RoPE
+    st = Stage(size=target, schedule=ScheduleSpec(steps=_steps(model, steps), shift_size=_time_shift(time_shift)),
+               guidance=guidance, patches=[rope], name="dype")
+    return Plan("dype", [st])
+
+
+def dype_hiflow(model: FlowModel, native, target, **params) -> Plan:
+    """HiFlow's cascade with DyPE on every high-resolution stage's RoPE (`hiflow(..., dype=True)`); every HiFlow
+    and DyPE option of `hiflow` applies."""
+    return hiflow(model, native, target, **{"dype": True, **params})
+
+
+dype_hiflow.__signature__ = inspect.signature(hiflow).replace(parameters=[
+    p.replace(default=True) if p.name == "dype" else p for p in inspect.signature(hiflow).parameters.values()])
 
 
 def demofusion(model: FlowModel, native, target, steps: int | None = None, c1_scale: float = 3.0,
@@ -417,6 +488,8 @@ RECIPES: dict[str, Recipe] = {
         Recipe("sdedit", sdedit, "hires fix: upsample, re-noise to tau, denoise at the target size"),
         Recipe("hiflow", hiflow, "HiFlow cascade: flow-aligned init, direction and acceleration guidance"),
         Recipe("imax", imax, "I-Max projected flow toward the upsampled native result"),
+        Recipe("dype", dype, "DyPE: one pass at the target, RoPE extrapolation scheduled by the step's sigma (DiTs)"),
+        Recipe("dype+hiflow", dype_hiflow, "HiFlow cascade with DyPE on every high-resolution stage's RoPE"),
         Recipe("demofusion", demofusion, "DemoFusion phases: skip residual, dilated sampling, local views"),
         Recipe("freescale", freescale, "FreeScale self-cascade with dilated conv, scale fusion and FreeU (U-Nets)"),
         Recipe("hidiffusion", hidiffusion, "HiDiffusion: RAU-Net and MSW-MSA in one pass at the target (U-Nets)"),

@@ -9,7 +9,8 @@ from hiresflow.flow.sampler import StepContext
 from hiresflow.models.loading import wrap_pipeline
 from hiresflow.patches.attention import ProportionalAttentionConfig, proportional_multiplier
 from hiresflow.patches.base import compose_patches
-from hiresflow.patches.rope import RopeScalingConfig, ScaledFluxPosEmbed, rope_frequencies
+from hiresflow.patches.rope import RopeScalingConfig, RotaryAxesEmbed, rope_frequencies
+from hiresflow.patches.rope_frequencies import IMaxNTKRope
 from hiresflow.patches.shifted_patches import ShiftedPatchesConfig
 from hiresflow.patches.text_dup import TextDuplicationConfig, duplicate_flux_text
 from hiresflow.patches.windowed_attention import WindowedAttentionConfig, WindowedFluxAttnProcessor
@@ -45,11 +46,11 @@ def test_scaled_pos_embed_reduces_to_stock(flux):
     stock = flux.transformer.pos_embed
     ids = torch.cat([torch.zeros(5, 3), torch.stack(torch.meshgrid(torch.zeros(1), torch.arange(6.), torch.arange(7.),
                                                                       indexing="ij"), -1).reshape(-1, 3)])
-    ours = ScaledFluxPosEmbed(stock.theta, stock.axes_dim, ntk=1.0, pi_floor=False, text_tokens=5, native_tokens=42)
+    ours = RotaryAxesEmbed(flux.rope_axes(), IMaxNTKRope(ntk=1.0, pi_floor=False, text_tokens=5, native_tokens=42))
     for a, b in zip(stock(ids), ours(ids)):
         assert torch.allclose(a, b, atol=1e-6)
     # PI floor inactive at the native size (s_L = 1)
-    floored = ScaledFluxPosEmbed(stock.theta, stock.axes_dim, ntk=1.0, pi_floor=True, text_tokens=5, native_tokens=42)
+    floored = IMaxNTKRope(ntk=1.0, pi_floor=True, text_tokens=5, native_tokens=42)
     assert floored.pi_scale(47) == 1.0
 
 

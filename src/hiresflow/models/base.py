@@ -252,6 +252,20 @@ class FlowModel(ABC):
         raise ValueError(f"RAU-Net, MSW-MSA, dilated convolution, scale fusion and FreeU are U-Net methods; "
                          f"{self.name!r} is a {self.family} transformer; use hiflow, imax or another recipe")
 
+    def rope_axes(self) -> list:
+        """The rotary embedding's axes (`hiresflow.patches.rope_frequencies.RopeAxis`: columns, base, positions
+        at the native size). Families without RoPE refuse the RoPE options with one line."""
+        raise ValueError(f"{self.name!r} is a {self.family} model without a rotary position embedding, so "
+                         f"DyPE and the RoPE extrapolation options do not apply to it; switch them off (dype=False)")
+
+    @contextmanager
+    def rope_applied(self, transform, sigma: float | None) -> Iterator[None]:
+        """For one model call: the family's rotary embedding with `transform`'s frequencies at step σ
+        (`hiresflow.patches.rope`), the stock embedding back afterwards, also after an error."""
+        self.rope_axes()  # the one-line refusal of families without RoPE
+        raise NotImplementedError(f"{self.family} declares RoPE axes but no embedder swap")
+        yield  # pragma: no cover
+
     def text_tokens(self, cond: Any) -> int:
         """Length of one copy of the encoded text sequence."""
         return int(cond.prompt_embeds.shape[1])

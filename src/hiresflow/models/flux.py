@@ -10,6 +10,7 @@ n ~ N(0, 1) (logit-normal), through the same transformer call as sampling.
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from functools import lru_cache
 
@@ -99,13 +100,32 @@ class FluxFlowModel(DiTFlowModel):
     @classmethod
     def patch_types(cls):
         from ..patches.attention import ProportionalAttentionConfig
-        from ..patches.rope import RopeScalingConfig
+        from ..patches.rope import RopeExtrapolationConfig, RopeScalingConfig
         from ..patches.shifted_patches import ShiftedPatchesConfig
         from ..patches.text_dup import TextDuplicationConfig
         from ..patches.windowed_attention import WindowedAttentionConfig
 
-        return (TextDuplicationConfig, ShiftedPatchesConfig, RopeScalingConfig, ProportionalAttentionConfig,
-                WindowedAttentionConfig)
+        return (TextDuplicationConfig, ShiftedPatchesConfig, RopeScalingConfig, RopeExtrapolationConfig,
+                ProportionalAttentionConfig, WindowedAttentionConfig)
+
+    def rope_axes(self) -> list:
+        """Flux ids are (index, row, column): the index axis (text ids, I-Max's copies) is never extrapolated;
+        rows and columns span the native latent grid in tokens (64 × 64 for FLUX.1 at 1024², the official DyPE's
+        hard-coded `base_resolution // patch_size`; here read from the model's native size)."""
+        from ..patches.rope_frequencies import RopeAxis
+
+        pe = self.transformer.pos_embed
+        g = self.geometry
+        lengths = (None, g.native[0] // g.multiple, g.native[1] // g.multiple)
+        return [RopeAxis(int(d), float(pe.theta), lengths[i] if i < 3 else None) for i, d in enumerate(pe.axes_dim)]
+
+    @contextmanager
+    def rope_applied(self, transform, sigma):
+        from ..patches.base import swapped
+        from ..patches.rope import RotaryAxesEmbed
+
+        with swapped(self.transformer, "pos_embed", RotaryAxesEmbed(self.rope_axes(), transform, sigma)):
+            yield
 
     def toolkit_patches(self, toolkit) -> list:
         """Every switch: text duplication (grid ids), shifted patches, NTK/PI RoPE, proportional attention on
@@ -121,7 +141,9 @@ class FluxFlowModel(DiTFlowModel):
             out.append(TextDuplicationConfig())
         if toolkit.shifted_patches:
             out.append(ShiftedPatchesConfig(frame=toolkit.shift_frame))
-        if toolkit.ntk != 1.0 or toolkit.pi_floor:
+        if toolkit.rope is not None:
+            out.append(toolkit.rope)
+        elif toolkit.ntk != 1.0 or toolkit.pi_floor:
             out.append(RopeScalingConfig(ntk=toolkit.ntk, pi_floor=toolkit.pi_floor))
         if toolkit.proportional_attention:
             out.append(ProportionalAttentionConfig())

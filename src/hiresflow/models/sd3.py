@@ -64,11 +64,14 @@ class SD3FlowModel(DiTFlowModel):
     def toolkit_patches(self, toolkit) -> list:
         """Text duplication (plain repetition), shifted patches, the positional-table extension (always: grids
         beyond pos_embed_max_size fail otherwise) and proportional attention as query scaling. SD3 has no RoPE,
-        so `ntk`, `pi_floor` and windowed attention have no SD3 form and are ignored."""
+        so `ntk`, `pi_floor` and windowed attention have no SD3 form and are ignored; a RoPE extrapolation
+        (`rope`: DyPE, YaRN, …) is refused with one line, since it is asked for by name."""
         from ..patches.sd3 import SD3PositionConfig, SD3ProportionalAttentionConfig
         from ..patches.shifted_patches import ShiftedPatchesConfig
         from ..patches.text_dup import TextDuplicationConfig
 
+        if toolkit.rope is not None:
+            self.rope_axes()  # one line: SD3 has learned absolute positions, no RoPE
         out: list = []
         if toolkit.text_duplication:
             out.append(TextDuplicationConfig())

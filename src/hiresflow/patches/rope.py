@@ -1,18 +1,23 @@
-"""RoPE frequency scaling for Flux transformers: NTK-aware base scaling with an optional position-interpolation floor.
+"""RoPE patches for every rotary family: one embedder, frequencies from a `FrequencyTransform`.
 
-Per axis of dimension d, k = 0..d/2−1, base θ (10 000 for Flux):
-    ω_k^NTK = (θ·ntk)^(−2k/d)                                   (NTK-aware scaling of the base)
-    ω_k^PI  = θ^(−2k/d) / s_L,   s_L = √((L − T)/N_native)       (position interpolation)
-    I-Max (pi_floor=True):  ω_k = max(ω_k^NTK, ω_k^PI)  — high-frequency dims follow NTK, low ones are floored at PI
-    HiFlow (pi_floor=False): ω_k = ω_k^NTK
-L = total id length (all text copies + image tokens), T = one text copy, N_native = image tokens at the native size;
-at 1024² FLUX this is I-Max's s_L = √((L − 512)/4096) (docs/methods/dit-toolkit.md#ntk-and-pi-rope). cos/sin are interleaved as diffusers' Flux
-embedding does (`repeat_interleave_real`). ntk = 1 without floor reproduces the stock frequencies.
+A family's adapter says what its rotary embedding is (`FlowModel.rope_axes`: axes with columns, base and native
+length) and how to put an embedder with other frequencies in place for one call (`FlowModel.rope_applied`); the
+maths lives once in `hiresflow.patches.rope_frequencies`. Two patch configs use it:
+
+- `RopeScalingConfig(ntk, pi_floor)`: the NTK/PI RoPE of the HiFlow and I-Max codes (`IMaxNTKRope`): per axis of
+  dimension d, k = 0..d/2−1, base θ (10 000 for Flux): ω_k^NTK = (θ·ntk)^(−2k/d); with I-Max's floor
+  ω_k = max(ω_k^NTK, θ^(−2k/d)/s_L), s_L = √((L − T)/N_native) (L = all id rows, T = one text copy, N_native =
+  image tokens at the native size; at 1024² FLUX this is I-Max's s_L = √((L − 512)/4096),
+  docs/methods/dit-toolkit.md#ntk-and-pi-rope). ntk = 1 without floor is the stock embedding.
+- `RopeExtrapolationConfig(method, dype, …)`: PI, NTK or YaRN per axis from the axis' own extrapolation factor,
+  static or scheduled by the step's σ (DyPE); docs/methods/dype.md.
+
+`RotaryAxesEmbed` keeps diffusers' `FluxPosEmbed` contract (ids [S, axes] → cos, sin [S, Σd] float32, each
+frequency's cos/sin interleaved) and, with the stock transform, its exact bytes.
 """
 
 from __future__ import annotations
 
-import math
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import ClassVar
@@ -20,13 +25,16 @@ from typing import ClassVar
 import torch
 from torch import nn
 
-from .base import ModulePatch, PatchConfig, PatchOrder, swapped
+from ..checks import check_choice
+from .base import ModulePatch, PatchConfig, PatchOrder
+from .rope_frequencies import (METHODS, DyPERope, FrequencyTransform, IMaxNTKRope, NTKRope, PositionInterpolation,
+                               RopeAxis, RopeCall, YaRNRope)
 
-__all__ = ["RopeScalingConfig", "ScaledFluxPosEmbed", "rope_frequencies"]
+__all__ = ["RopeScalingConfig", "RopeExtrapolationConfig", "RotaryAxesEmbed", "RopePatch", "rope_frequencies"]
 
 
 def rope_frequencies(dim: int, theta: float, ntk: float = 1.0, pi_scale: float | None = None) -> torch.Tensor:
-    """ω_k for k = 0..dim/2−1 (float64)."""
+    """ω_k for k = 0..dim/2−1 (float64) of the HiFlow/I-Max NTK RoPE with an optional PI floor at `pi_scale`."""
     exponent = torch.arange(0, dim, 2, dtype=torch.float64) / dim
     w = 1.0 / (theta * ntk) ** exponent
     if pi_scale is not None and pi_scale > 1:
@@ -34,30 +42,47 @@ def rope_frequencies(dim: int, theta: float, ntk: float = 1.0, pi_scale: float |
     return w
 
 
-class ScaledFluxPosEmbed(nn.Module):
-    """Drop-in replacement for diffusers' `FluxPosEmbed` with scaled frequencies."""
+class RotaryAxesEmbed(nn.Module):
+    """`FluxPosEmbed`-compatible rotary embedding whose per-axis frequencies (and cos/sin multipliers) come from
+    `transform` for the call's σ. Positions per axis are max(ids[:, i]) + 1, over text and image rows alike."""
 
-    def __init__(self, theta: float, axes_dim, ntk: float, pi_floor: bool, text_tokens: int, native_tokens: int):
+    def __init__(self, axes: list[RopeAxis], transform: FrequencyTransform, sigma: float | None = None):
         super().__init__()
-        self.theta, self.axes_dim = theta, list(axes_dim)
-        self.ntk, self.pi_floor = float(ntk), pi_floor
-        self.text_tokens, self.native_tokens = int(text_tokens), int(native_tokens)
+        self.axes, self.transform, self.sigma = list(axes), transform, sigma
 
-    def pi_scale(self, seq_len: int) -> float | None:
-        if not self.pi_floor:
-            return None
-        return math.sqrt(max(seq_len - self.text_tokens, 1) / self.native_tokens)
+    def call_info(self, ids: torch.Tensor) -> RopeCall:
+        lengths = tuple(int(ids[:, i].max().item()) + 1 for i in range(len(self.axes)))
+        return RopeCall(lengths=lengths, seq_len=int(ids.shape[0]), sigma=self.sigma)
 
     def forward(self, ids: torch.Tensor):
-        pos = ids.to(torch.float64)
-        s = self.pi_scale(ids.shape[0])
+        pos = ids.float()  # as diffusers: integer positions, exact in float32; the angles are float64
+        call = self.call_info(ids)
         cos, sin = [], []
-        for i, d in enumerate(self.axes_dim):
-            w = rope_frequencies(d, self.theta, self.ntk, s).to(ids.device)
-            ang = torch.outer(pos[:, i], w)
-            cos.append(ang.cos().repeat_interleave(2, dim=1).float())
-            sin.append(ang.sin().repeat_interleave(2, dim=1).float())
+        for i, axis in enumerate(self.axes):
+            freq = self.transform.axis(axis, call.lengths[i], call)
+            angles = torch.outer(pos[:, i], freq.omega.to(ids.device))
+            c = angles.cos().repeat_interleave(2, dim=1).float()
+            s = angles.sin().repeat_interleave(2, dim=1).float()
+            if freq.mscale != 1.0:
+                c, s = c * freq.mscale, s * freq.mscale
+            cos.append(c)
+            sin.append(s)
         return torch.cat(cos, dim=-1), torch.cat(sin, dim=-1)
+
+
+class RopePatch(ModulePatch):
+    """Puts the model's RoPE embedder with `transform`'s frequencies in place for one call, σ from the step."""
+
+    name = "rope"
+    order = PatchOrder.EMBEDDING
+
+    def __init__(self, model, transform: FrequencyTransform):
+        self.model, self.transform = model, transform
+
+    @contextmanager
+    def applied(self, x, ctx):
+        with self.model.rope_applied(self.transform, ctx.sigma):
+            yield
 
 
 @dataclass
@@ -72,24 +97,45 @@ class RopeScalingConfig(PatchConfig):
         if not self.ntk >= 1:
             raise ValueError(f"ntk factor must be >= 1, got {self.ntk!r}; 1 leaves RoPE unchanged")
 
-    def build(self, env) -> "RopePatch":
+    def build(self, env) -> RopePatch:
         model = env.model
         model.check_patch(self)
         g = model.geometry
         native_tokens = (g.native[0] // g.multiple) * (g.native[1] // g.multiple)
-        return RopePatch(self, model.transformer, model.text_tokens(env.cond), native_tokens)
+        return RopePatch(model, IMaxNTKRope(float(self.ntk), bool(self.pi_floor), model.text_tokens(env.cond),
+                                            native_tokens))
 
 
-class RopePatch(ModulePatch):
-    name = "rope"
-    order = PatchOrder.EMBEDDING
+@dataclass
+class RopeExtrapolationConfig(PatchConfig):
+    """Per-axis RoPE extrapolation: `method` "pi", "ntk" or "yarn" from each axis' factor s = n/L, static
+    (`dype=False`) or scheduled by the step's σ (`dype=True`, DyPE; official defaults: YaRN base, κ = σ²,
+    λ_s = λ_t = 2, β = (1.25, 0.75), γ = (16, 2), mscale on, the official clamp). Formulas:
+    `hiresflow.patches.rope_frequencies`."""
 
-    def __init__(self, cfg: RopeScalingConfig, transformer, text_tokens: int, native_tokens: int):
-        pe = transformer.pos_embed
-        self.transformer = transformer
-        self.module = ScaledFluxPosEmbed(pe.theta, pe.axes_dim, cfg.ntk, cfg.pi_floor, text_tokens, native_tokens)
+    what: ClassVar[str] = "RoPE extrapolation (PI / NTK / YaRN, DyPE)"
+    method: str = "yarn"
+    dype: bool = True
+    version: str = "official"
+    lambda_s: float = 2.0
+    lambda_t: float = 2.0
+    attention_scale: bool = True
+    clamp: str = "official"
 
-    @contextmanager
-    def applied(self, x, ctx):
-        with swapped(self.transformer, "pos_embed", self.module):
-            yield
+    def __post_init__(self) -> None:
+        check_choice("rope method", self.method, METHODS)
+        if not isinstance(self.dype, bool):
+            raise ValueError(f"dype must be True or False, got {self.dype!r}")
+        self.transform()  # every other field is checked by the transform it builds
+
+    def transform(self) -> FrequencyTransform:
+        if self.dype:
+            return DyPERope(self.method, self.version, self.lambda_s, self.lambda_t,
+                            attention_scale=self.attention_scale, clamp=self.clamp)
+        if self.method == "yarn":
+            return YaRNRope(attention_scale=self.attention_scale, clamp=self.clamp)
+        return NTKRope() if self.method == "ntk" else PositionInterpolation()
+
+    def build(self, env) -> RopePatch:
+        env.model.check_patch(self)
+        return RopePatch(env.model, self.transform())

@@ -1,8 +1,9 @@
 """The DiT inference toolkit as one set of family-neutral switches; each adapter turns them into its patches.
 
 `model.toolkit_patches(DiTToolkit(...))` returns the patch configs for a high-resolution stage
-(`FlowModel.toolkit_patches`): Flux maps every switch (NTK/PI RoPE, proportional attention on the rotary tables,
-text duplication with grid ids, shifted patchification, windowed attention); SD3 maps text duplication, shifted
+(`FlowModel.toolkit_patches`): Flux maps every switch (NTK/PI RoPE — or, when `rope` is given, that RoPE
+extrapolation instead, e.g. DyPE —, proportional attention on the rotary tables, text duplication with grid ids,
+shifted patchification, windowed attention); SD3 maps text duplication, shifted
 patchification and proportional attention (query scaling) and always extends its positional table; U-Nets map
 none (their methods are U-Net patches). Formulas and defaults: docs/methods/dit-toolkit.md.
 """
@@ -23,3 +24,4 @@ class DiTToolkit:
     shifted_patches: bool = False
     shift_frame: str = "model"  # "model": pad only the model input; "sample": the official padding of the sample
     windowed_attention: float | None = None  # first step fraction with windowed attention; None = off
+    rope: "object | None" = None  # a RopeExtrapolationConfig (PI/NTK/YaRN, DyPE) replacing the NTK/PI RoPE above
