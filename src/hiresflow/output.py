@@ -11,7 +11,6 @@ The set (final, native, sidecar) is written under temporary names and renamed to
 from __future__ import annotations
 
 import json
-import os
 import platform
 import time
 from pathlib import Path
@@ -98,7 +97,9 @@ def a1111_parameters(record: dict, model_default_guidance: float | None = None) 
 def _save_pause():
     """HIRESFLOW_SAVE_PAUSE=seconds holds a save just before its final rename — a testing aid for killing a run
     mid-save (tests/test_output_safety.py)."""
-    pause = float(os.environ.get("HIRESFLOW_SAVE_PAUSE", "0") or 0)
+    from .settings import current
+
+    pause = current().save_pause
     return (lambda: time.sleep(pause)) if pause > 0 else None
 
 

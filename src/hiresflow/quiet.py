@@ -8,7 +8,6 @@ the same rule to the Python API's `progress="auto"` (True and False force bars o
 
 from __future__ import annotations
 
-import os
 import sys
 import warnings
 from contextlib import contextmanager
@@ -22,9 +21,11 @@ def progress_enabled(requested: bool = True, stream=None) -> bool:
     HIRESFLOW_PROGRESS is not "0" (HIRESFLOW_PROGRESS=1 forces bars on, e.g. under a pseudo-terminal-less runner)."""
     if not requested:
         return False
-    env = os.environ.get("HIRESFLOW_PROGRESS", "")
-    if env in ("0", "1"):
-        return env == "1"
+    from .settings import current
+
+    forced = current().progress
+    if forced is not None:
+        return forced
     stream = sys.stderr if stream is None else stream
     try:
         return bool(stream.isatty())

@@ -28,6 +28,7 @@ import torch
 from PIL import Image
 
 from ..atomic import atomic_path
+from ..settings import current as current_settings
 from .layout import (BenchItem, BenchLayout, BenchResults, GroupResult, GroupTiming, ReferenceResult, StageTiming,
                      bench_items, image_png, is_done, meta_json, native_png, write_json)
 from .spec import BenchSpec, RecipeEntry
@@ -165,7 +166,7 @@ def generate_all(spec: BenchSpec, out: Path | BenchLayout, device: str | None = 
         except Exception as err:  # noqa: BLE001 - record and continue with the other groups
             errors[key] = f"{type(err).__name__}: {err}"
             log(f"error in {key}: {errors[key]}")
-            if os.environ.get("HIRESFLOW_BENCH_DEBUG"):
+            if current_settings().bench_debug:
                 traceback.print_exc()
             bar.n = sum(len(t[-1]) for t in todo[:gi + 1])
             bar.refresh()

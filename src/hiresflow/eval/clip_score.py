@@ -14,7 +14,6 @@ downloaded. Without them `load_clip_scorer` raises `MetricUnavailable` and repor
 
 from __future__ import annotations
 
-import os
 from typing import Sequence
 
 import numpy as np
@@ -79,5 +78,7 @@ class ClipScorer:
 
 def load_clip_scorer(device: str | torch.device | None = None, name_or_path: str | None = None) -> ClipScorer:
     """`name_or_path`, else $HIRESFLOW_CLIP_MODEL, else the torchmetrics default — local files only."""
-    name = name_or_path or os.environ.get(_ENV) or DEFAULT_CLIP_MODEL
+    from ..settings import current
+
+    name = name_or_path or current().clip_model or DEFAULT_CLIP_MODEL
     return ClipScorer.from_pretrained(name, device)

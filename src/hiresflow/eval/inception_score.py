@@ -19,7 +19,6 @@ Otherwise `load_is_classifier` raises `MetricUnavailable` with that message and 
 
 from __future__ import annotations
 
-import os
 import warnings
 from pathlib import Path
 from typing import Callable, Sequence
@@ -103,13 +102,15 @@ def _fidelity_classifier(weights: Path, device: torch.device) -> ISClassifier:
 def load_is_classifier(device: str | torch.device | None = None) -> ISClassifier:
     """The IS network from the sources in the module doc, or raise MetricUnavailable saying how to provide one."""
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    ts = os.environ.get(_ENV_TS)
+    from ..settings import current
+
+    ts = current().is_torchscript
     if ts:
         p = Path(ts)
         if not p.is_file():
             raise MetricUnavailable(f"IS not computed: {_ENV_TS}={p} does not exist")
         return _torchscript_classifier(p, dev)
-    weights = Path(os.environ[_ENV_W]) if os.environ.get(_ENV_W) else Path(torch.hub.get_dir()) / "checkpoints" / IS_WEIGHTS_FILE
+    weights = Path(current().is_weights) if current().is_weights else Path(torch.hub.get_dir()) / "checkpoints" / IS_WEIGHTS_FILE
     try:
         import torch_fidelity  # type: ignore  # noqa: F401
 
