@@ -28,6 +28,7 @@ from typing import Any, Callable, Sequence
 import torch
 from PIL import Image
 
+from .checks import check_type
 from .plan import Plan
 from .runner import RunResult
 from .stage import StepContext
@@ -75,7 +76,7 @@ def as_model(pipe_or_id, device: str | None = None, dtype: torch.dtype | None = 
 
     if isinstance(pipe_or_id, FlowModel):
         return pipe_or_id
-    if isinstance(pipe_or_id, (str, bytes)) or hasattr(pipe_or_id, "__fspath__"):
+    if _is_name(pipe_or_id):
         return load_model(str(pipe_or_id), device=device, dtype=dtype)
     if hasattr(pipe_or_id, "components"):  # a diffusers pipeline
         if device is not None or dtype is not None:
@@ -85,6 +86,32 @@ def as_model(pipe_or_id, device: str | None = None, dtype: torch.dtype | None = 
         return wrap_pipeline(pipe_or_id, name=name, native=native)
     raise TypeError(f"pipe_or_id must be a diffusers pipeline, a hiresflow FlowModel or a model name, "
                     f"got {type(pipe_or_id).__name__}")
+
+
+def _is_name(pipe_or_id) -> bool:
+    return isinstance(pipe_or_id, (str, bytes)) or hasattr(pipe_or_id, "__fspath__")
+
+
+def _size_pair(size) -> tuple[int, int] | None:
+    """`size` as (H, W) when it is two positive integers (anything else is left to build_plan's error)."""
+    try:
+        h, w = size
+    except (TypeError, ValueError):
+        return None
+    ok = all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in (h, w))
+    return (h, w) if ok else None
+
+
+def _preflight(pipe_or_id, device, allow_large: bool, **target) -> None:
+    """The resource guard's check before a model given by name loads (`hiresflow.resources.preflight`)."""
+    if not _is_name(pipe_or_id):
+        return  # a loaded model: the plan's full check below is as fast
+    import os
+
+    from .models.loading import check_device
+    from .resources import API, preflight
+
+    preflight(os.fsdecode(pipe_or_id), check_device(device), allow=allow_large, spelling=API, **target)
 
 
 def _step_callback(callback: Callable[[StepInfo], dict | None], plan: Plan):
@@ -121,30 +148,46 @@ def generate(
     dtype: torch.dtype | None = None,
     native: int | None = None,
     plan: Plan | None = None,
+    allow_large: bool = False,
     **recipe_params,
 ) -> GenerationOutput:
     """Generate one high-resolution image with recipe `method` at `scale` (× native) or `size` = (H, W).
 
     `recipe_params` are the recipe's parameters (`hiresflow recipes --params hiflow`), e.g. `base_steps=16`.
     `native` overrides the native size of a wrapped pipeline (pixels per side); `plan` runs a ready Plan instead
-    of building one. Default: 4× the native size. `progress`: "auto" (bars only on a terminal), True or False."""
+    of building one. Default: 4× the native size; `size` wins over `scale` (the native pass stays at the model's
+    native size, with the target's aspect ratio). `progress`: "auto" (bars only on a terminal), True or False.
+
+    Before the model loads and again on the plan, before any model call, the resource guard
+    (`hiresflow.resources`) refuses a job beyond this machine's free memory or time limit with
+    `hiresflow.resources.ResourceLimitError` (a ValueError); `allow_large=True` runs it anyway."""
     from .quiet import resolve_progress
     from .recipes import build_plan
+    from .resources import API, check_resources
     from .runner import run_plan
     from .output import to_pil
+    from .settings import load
 
+    load()
     if callback_on_step_end is not None and not callable(callback_on_step_end):
         raise TypeError("callback_on_step_end must be a function step_info -> dict (or None)")
     progress = resolve_progress(progress)
     t0 = time.perf_counter()
+    if plan is not None:
+        check_type("plan", plan, Plan, "a hiresflow Plan (from build_plan or Plan.from_dict)")
+        if recipe_params or scale is not None or size is not None:
+            raise ValueError("plan= runs a ready plan; drop scale, size and recipe parameters")
+    if size is not None:
+        scale = None  # size wins: the native pass stays at the model's native size
+    elif scale is None and plan is None:
+        scale = 4.0
+    target = plan.target_size if plan is not None else _size_pair(size) if size is not None else None
+    _preflight(pipe_or_id, device, allow_large, size=target, scale=scale)
     model = as_model(pipe_or_id, device=device, dtype=dtype, native=native)
     if plan is None:
-        if scale is None and size is None:
-            scale = 4.0
         plan = build_plan(method, model, scale=scale, size=tuple(size) if size is not None else None,
                           **recipe_params)
-    elif recipe_params or scale is not None or size is not None:
-        raise ValueError("plan= runs a ready plan; drop scale, size and recipe parameters")
+    check_resources(plan, model, allow=allow_large, spelling=API)
     on_step = _step_callback(callback_on_step_end, plan) if callback_on_step_end is not None else None
     result = run_plan(model, plan, prompt, seed=seed, negative_prompt=negative_prompt, progress=progress,
                       on_step=on_step)

@@ -107,11 +107,29 @@ def _target(size_text: str, scale) -> tuple[tuple[int, int] | None, float | None
 def run_job(cache: ModelCache, config: AppConfig, mode: str, prompt: str, negative: str, model_name: str,
             method: str, size_text: str, scale, seed, image_path, reference: str, params_text: str,
             progress=None, warn=None) -> dict:
-    """One app job (validated, run, saved): returns the native and final PIL images, the PNG path and info."""
+    """One app job (validated, run, saved): returns the native and final PIL images, the PNG path and info.
+    A job beyond the machine's memory or time limit is refused before the model loads or before any model call
+    (`hiresflow.resources`), as a one-line ValueError; so is an OS error while saving (a full disk)."""
+    from .atomic import describe_os_error
+    from .resources import APP, ResourceLimitError
+
+    try:
+        return _run_job(cache, config, mode, prompt, negative, model_name, method, size_text, scale, seed,
+                        image_path, reference, params_text, progress, warn)
+    except ResourceLimitError as err:
+        raise ValueError(err.describe(APP)) from None
+    except OSError as err:
+        raise ValueError(describe_os_error(err)) from None
+
+
+def _run_job(cache, config, mode, prompt, negative, model_name, method, size_text, scale, seed, image_path,
+             reference, params_text, progress, warn) -> dict:
     from .api import generate
     from .checks import check_seed
-    from .naming import check_out_dir, image_stem, reserve_stem
+    from .models.loading import check_device
+    from .naming import image_stem, output_folder, reserve_stem
     from .output import save_run
+    from .resources import APP, preflight
     from .upscale import SmallerThanInputError, upscale_image
 
     if not prompt or not prompt.strip():
@@ -119,7 +137,14 @@ def run_job(cache: ModelCache, config: AppConfig, mode: str, prompt: str, negati
     seed = check_seed(int(seed) if seed not in (None, "") else 0)
     params = parse_param_text(method, params_text)
     size, scale = _target(size_text, scale)
-    out = check_out_dir(config.out)
+    if mode == "upscale":
+        if not image_path:
+            raise ValueError("upload an image to upscale (or switch the mode to generate)")
+        if size is not None:
+            raise ValueError("upscale takes a scale, not a size; clear the size box")
+        preflight(model_name, check_device(config.device), scale=scale, area_factor=0.25, spelling=APP)
+    else:
+        preflight(model_name, check_device(config.device), size=size, scale=scale, spelling=APP)
 
     def on_step(info):
         if progress is not None:
@@ -128,38 +153,35 @@ def run_job(cache: ModelCache, config: AppConfig, mode: str, prompt: str, negati
                                 f"step {info.step + 1}/{info.n_steps}")
         return None
 
-    model = cache.get(model_name)
-    extra = None
-    if mode == "upscale":
-        if not image_path:
-            raise ValueError("upload an image to upscale (or switch the mode to generate)")
-        if size is not None:
-            raise ValueError("upscale takes a scale, not a size; clear the size box")
-        try:
-            output = upscale_image(model, image_path, prompt, method=method, scale=scale, seed=seed,
-                                   negative_prompt=negative or "", reference=reference, progress=False,
-                                   callback_on_step_end=on_step, **params)
-        except SmallerThanInputError as err:
-            raise ValueError(err.describe("scale ", None)) from None
-        extra = {"upscale": {**output.extra["upscale"], "source": Path(str(image_path)).name}}
-        if output.extra["upscale"]["reference"] is None and warn is not None:
-            warn(f"{method} follows no reference trajectory; the reference option was not used")
-        stem_method = f"up-{method}"
-    else:
-        output = generate(model, prompt, method=method, scale=scale, size=size, seed=seed,
-                          negative_prompt=negative or "", progress=False, callback_on_step_end=on_step, **params)
-        stem_method = method
-    stem = image_stem(prompt, stem_method, model_name, output.plan.target_size, seed)
-    with reserve_stem(out, stem) as slot:
-        paths = save_run(output.result, model, prompt, seed, out, slot.stem, negative_prompt=negative or "",
-                         extra=extra)
-    t = output.timings
-    stages = ", ".join(f"{s['name'] or 'stage'} {s['size'][0]}x{s['size'][1]} {s['seconds']:.2f} s"
-                       for s in t["stages"])
-    w, h = output.images[0].size
-    info = f"**{output.plan.recipe}** {w}x{h}, seed {seed}, {t['wall_seconds']:.1f} s — {stages}"
-    return {"native": output.native_images[0], "image": output.images[0], "png": str(paths["image"]),
-            "info": info}
+    with output_folder(config.out) as out:
+        model = cache.get(model_name)
+        extra = None
+        if mode == "upscale":
+            try:
+                output = upscale_image(model, image_path, prompt, method=method, scale=scale, seed=seed,
+                                       negative_prompt=negative or "", reference=reference, progress=False,
+                                       callback_on_step_end=on_step, **params)
+            except SmallerThanInputError as err:
+                raise ValueError(err.describe("scale ", None)) from None
+            extra = {"upscale": {**output.extra["upscale"], "source": Path(str(image_path)).name}}
+            if output.extra["upscale"]["reference"] is None and warn is not None:
+                warn(f"{method} follows no reference trajectory; the reference option was not used")
+            stem_method = f"up-{method}"
+        else:
+            output = generate(model, prompt, method=method, scale=scale, size=size, seed=seed,
+                              negative_prompt=negative or "", progress=False, callback_on_step_end=on_step, **params)
+            stem_method = method
+        stem = image_stem(prompt, stem_method, model_name, output.plan.target_size, seed)
+        with reserve_stem(out, stem) as slot:
+            paths = save_run(output.result, model, prompt, seed, out, slot.stem, negative_prompt=negative or "",
+                             extra=extra)
+        t = output.timings
+        stages = ", ".join(f"{s['name'] or 'stage'} {s['size'][0]}x{s['size'][1]} {s['seconds']:.2f} s"
+                           for s in t["stages"])
+        w, h = output.images[0].size
+        info = f"**{output.plan.recipe}** {w}x{h}, seed {seed}, {t['wall_seconds']:.1f} s — {stages}"
+        return {"native": output.native_images[0], "image": output.images[0], "png": str(paths["image"]),
+                "info": info}
 
 
 def build_app(config: AppConfig):

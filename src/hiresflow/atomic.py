@@ -4,19 +4,22 @@ The temporary name carries the process id and a random token, so concurrent runs
 share one; on any error (or interrupt) the temporary file is removed and the target is left as it was.
 `atomic_files` does the same for a set of files that belong together, renaming them only once all are written;
 an interrupt between two renames takes the renamed ones back out (a SIGKILL there leaves them for
-`hiresflow.naming.clean_stale`).
+`hiresflow.naming.clean_stale`). `describe_os_error` words an OSError met while writing (disk full, read-only file
+system, permission denied, a folder where a file goes) as one line naming the file a user asked for.
 """
 
 from __future__ import annotations
 
+import errno
 import os
+import re
 import uuid
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
 __all__ = ["TMP_SUFFIX", "temporary_name", "atomic_path", "atomic_files", "write_text_atomic",
-           "write_bytes_atomic"]
+           "write_bytes_atomic", "describe_os_error"]
 
 TMP_SUFFIX = ".hiresflow-tmp"
 
@@ -68,3 +71,36 @@ def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> Path:
     with atomic_path(path) as tmp:
         tmp.write_bytes(data)
     return Path(path)
+
+
+_HINTS = {
+    errno.ENOSPC: "free some space or pick another --out",
+    errno.EDQUOT: "free some space (the disk quota is full) or pick another --out",
+    errno.EROFS: "the file system is read-only; pick another --out",
+    errno.EACCES: "pick a folder you may write to (--out)",
+    errno.EPERM: "pick a folder you may write to (--out)",
+    errno.EISDIR: "a folder stands where the file goes; move it away or pick another --out",
+    errno.ENOTDIR: "a file stands where a folder goes; pick another --out",
+    errno.EADDRINUSE: "pick another --port",
+    errno.EADDRNOTAVAIL: "pick an address of this machine (--host)",
+}
+_TMP_NAME = re.compile(r"^\.(.+)\.\d+-[0-9a-f]{8}" + re.escape(TMP_SUFFIX) + "$")
+
+
+def _shown(filename) -> str:
+    """A temporary name shown as the file it stands for."""
+    path = Path(os.fsdecode(filename))
+    m = _TMP_NAME.match(path.name)
+    return str(path.with_name(m.group(1)) if m else path)
+
+
+def describe_os_error(err: OSError, doing: str | None = None) -> str:
+    """One line for an OSError: what failed (`doing`, default "cannot write <file>" when it names a file), the
+    system's reason, and what to do."""
+    reason = " ".join((err.strerror or str(err) or type(err).__name__).split())
+    name = err.filename2 or err.filename  # os.replace(tmp, target): the target is the file asked for
+    if doing is None and name:
+        doing = "cannot write"
+    head = " ".join(part for part in (doing, _shown(name) if name else None) if part)
+    hint = _HINTS.get(err.errno)
+    return (f"{head}: {reason}" if head else reason) + (f"; {hint}" if hint else "")

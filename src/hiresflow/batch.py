@@ -3,6 +3,13 @@
 Input: a `.txt` file (one prompt per line; blank lines and lines starting with `#` are skipped) or a `.jsonl`
 file (one object per line: "prompt" required; optional "seed", "negative_prompt", "method", "scale", "size"
 as "WxH", "params" {recipe overrides}). Job k (0-based, in file order) has seed `seed + k` unless its line says.
+Target: a line's own "size" or "scale" wins over the batch's --size/--scale, and a size wins over a scale (the
+native pass stays at the model's native size), as in `hiresflow generate`.
+
+Resources: before the batch starts every job goes through the resource guard (`hiresflow.resources`: the size
+floor before the model loads, then the plan's memory and time estimate); a refused job is reported with its index
+and reason and left out, the others run, and the result counts the refused jobs (`--allow-large` runs them).
+When every job is refused nothing is created in --out.
 
 Identity: a job is everything that changes its image — prompt, negative prompt, seed, model, method, size or
 scale, recipe parameters. Their canonical JSON hashes to the job's key (`BatchJob.key`), which ends its file name:
@@ -63,18 +70,25 @@ class BatchJob:
     size: str | None = None
     params: dict = field(default_factory=dict)
 
+    def target(self, config: "BatchConfig") -> tuple[str | None, float | None]:
+        """(size, scale) of this job, exactly one of them set: the line's own size, its scale, the batch's size,
+        the batch's scale, 4 — a size wins over a scale, a line over the batch."""
+        for size, scale in ((self.size, self.scale), (config.size, config.scale)):
+            if size is not None:
+                return size, None
+            if scale is not None:
+                return None, float(scale)
+        return None, 4.0
+
     def settings(self, config: "BatchConfig") -> dict:
         """Everything that changes this job's image, resolved against the batch's shared options."""
-        size = self.size or config.size
-        scale = self.scale if self.scale is not None else config.scale
-        if size is None and scale is None:
-            scale = 4.0
+        size, scale = self.target(config)
         model = config.model
         if Path(model).expanduser().is_dir():  # a folder is named by where it is, not how it was typed
             model = str(Path(model).expanduser().resolve())
         return {"prompt": self.prompt, "negative_prompt": self.negative_prompt, "seed": self.seed, "model": model,
-                "method": self.method or config.method, "size": size,
-                "scale": None if size is not None else float(scale), "params": {**config.params, **self.params}}
+                "method": self.method or config.method, "size": size, "scale": scale,
+                "params": {**config.params, **self.params}}
 
     def key(self, config: "BatchConfig") -> str:
         """Hash of `settings`: equal exactly when two jobs would make the same image."""
@@ -99,10 +113,11 @@ class BatchConfig:
     params: dict = field(default_factory=dict)
     device: str | None = None
     progress: bool = True
+    allow_large: bool = False
 
 
 def _job_from_json(obj, k: int, base_seed: int, where: str) -> BatchJob:
-    from .checks import check_seed
+    from .checks import check_number, check_seed
 
     if not isinstance(obj, dict) or not isinstance(obj.get("prompt"), str) or not obj["prompt"].strip():
         raise ValueError(f"{where}: each JSONL line must be an object with a non-empty \"prompt\" string")
@@ -114,6 +129,13 @@ def _job_from_json(obj, k: int, base_seed: int, where: str) -> BatchJob:
     if not isinstance(params, dict):
         raise ValueError(f"{where}: \"params\" must be an object of recipe parameters")
     seed = check_seed(obj["seed"]) if obj.get("seed") is not None else base_seed + k
+    if obj.get("scale") is not None:
+        try:
+            check_number("\"scale\"", obj["scale"], minimum=1)
+        except ValueError as err:
+            raise ValueError(f"{where}: {err}; e.g. \"scale\": 2") from None
+    if obj.get("size") is not None and not isinstance(obj["size"], str):
+        raise ValueError(f"{where}: \"size\" must be a string WIDTHxHEIGHT such as \"2048x1024\", got {obj['size']!r}")
     return BatchJob(k, obj["prompt"], seed, str(obj.get("negative_prompt") or ""), obj.get("method"),
                     obj.get("scale"), obj.get("size"), params)
 
@@ -277,13 +299,15 @@ def _process_state():
 
 
 def run_batch(prompts: str | Path, out: str | Path, config: BatchConfig,
-              log: Callable[[str], Any] = lambda msg: None) -> dict:
-    """Generate every job of `prompts` not yet in `out`; returns counts for this process."""
+              log: Callable[[str], Any] = lambda msg: None, warn: Callable[[str], Any] | None = None) -> dict:
+    """Generate every job of `prompts` not yet in `out`; returns counts for this process. `log` gets progress
+    lines, `warn` (default `log`) the refused jobs, one line each: "prompt K: refused: …"."""
     from .models.base import parse_size
     from .models.loading import check_device
-    from .naming import check_out_dir
+    from .naming import output_folder
     from .recipes import recipe_params
 
+    warn = warn or log
     jobs = read_prompts(prompts, config.seed)
     for job in jobs:  # every job's method and overrides are checked before the model loads
         method = job.method or config.method
@@ -292,22 +316,94 @@ def run_batch(prompts: str | Path, out: str | Path, config: BatchConfig,
         if unknown:
             raise ValueError(f"prompt {job.index}: recipe {method!r} has no parameter {', '.join(unknown)}; "
                              f"list them with `hiresflow recipes --params {method}`")
-        if job.size or config.size:
-            parse_size(job.size or config.size)
+        size, _ = job.target(config)
+        if size is not None:
+            parse_size(size)
     device = check_device(config.device)
     rank, world, barrier = _process_state()
-    out = check_out_dir(Path(out))
-    with batch_lock(out, rank, world):
-        return _run_locked(jobs, out, config, device, rank, world, barrier, log)
+    out = Path(out)
+    guard = _Guard(config, device)
+    mine = [j for j in jobs if j.index % world == rank]
+    refused = guard.check(mine, out)
+    if world == 1 and len(mine) == 1 and refused:
+        raise ValueError(f"prompt {mine[0].index}: {refused[mine[0].index]}")
+    for index, reason in refused.items():
+        warn(f"prompt {index}: refused: {reason}")
+    if world == 1 and mine and len(refused) == len(mine):
+        raise ValueError(f"all {len(refused)} jobs were refused (see above); nothing ran")
+    keep = [j for j in jobs if j.index not in refused]
+    with output_folder(out) as out:
+        with batch_lock(out, rank, world):
+            info = _run_locked(keep, out, config, device, rank, world, barrier, log, guard)
+    info["refused"] = sorted(refused.items())
+    return info
 
 
-def _run_locked(jobs, out: Path, config: BatchConfig, device, rank: int, world: int, barrier, log) -> dict:
-    from .models.base import parse_size
-    from .models.loading import load_model
+class _Guard:
+    """The resource guard for a batch's jobs: the size floor before the model loads (`preflight`), then each
+    distinct plan's estimate (`check_resources`, one timing probe for the model); keeps the model and plans."""
+
+    def __init__(self, config: BatchConfig, device):
+        self.config, self.device = config, device
+        self.model = None
+        self.plans: dict[tuple, Any] = {}
+
+    def load(self):
+        from .models.loading import load_model
+
+        if self.model is None:
+            self.model = load_model(self.config.model, device=self.device)
+        return self.model
+
+    def plan(self, job: BatchJob):
+        from .models.base import parse_size
+        from .recipes import build_plan
+
+        st = job.settings(self.config)
+        key = (st["method"], st["scale"], st["size"], json.dumps(st["params"], sort_keys=True, default=str))
+        if key not in self.plans:
+            self.plans[key] = build_plan(st["method"], self.load(), scale=st["scale"],
+                                         size=parse_size(st["size"]) if st["size"] else None, **st["params"])
+        return self.plans[key]
+
+    def check(self, jobs: list[BatchJob], out: Path) -> dict[int, str]:
+        """{index: reason} of the refused jobs among `jobs`; jobs already done in `out` are not checked."""
+        from .models.base import parse_size
+        from .resources import CLI, ResourceLimitError, check_resources, preflight
+
+        refused: dict[int, str] = {}
+        if self.config.allow_large:
+            return refused
+        done = read_manifest(out) if out.is_dir() else {}
+        pending = []
+        for job in jobs:
+            if _intact(out, done.get(job.key(self.config))):
+                continue
+            size, scale = job.target(self.config)
+            try:
+                preflight(self.config.model, self.device, size=parse_size(size) if size else None, scale=scale)
+                pending.append(job)
+            except ResourceLimitError as err:
+                refused[job.index] = err.describe(CLI)
+        checked: dict[int, str | None] = {}
+        for job in pending:
+            plan = self.plan(job)
+            if id(plan) not in checked:
+                try:
+                    check_resources(plan, self.model)
+                    checked[id(plan)] = None
+                except ResourceLimitError as err:
+                    checked[id(plan)] = err.describe(CLI)
+            if checked[id(plan)] is not None:
+                refused[job.index] = checked[id(plan)]
+        return refused
+
+
+def _run_locked(jobs, out: Path, config: BatchConfig, device, rank: int, world: int, barrier, log,
+                guard: "_Guard") -> dict:
     from .naming import clean_stale, reserve_stem, set_paths
     from .output import save_run
     from .quiet import progress_enabled
-    from .recipes import build_plan
     from .runner import run_plan
     from tqdm.auto import tqdm
 
@@ -333,19 +429,13 @@ def _run_locked(jobs, out: Path, config: BatchConfig, device, rank: int, world: 
             log(f"{paths['image'].name}: not recorded by this batch (foreign or edited); generating it again")
         todo.append(job)
     log(f"process {rank}/{world}: {len(mine) - len(todo)} of {len(mine)} done, {len(todo)} to go")
-    model = load_model(config.model, device=device) if todo else None
-    plans: dict[tuple, Any] = {}
+    model = guard.load() if todo else None
     written = 0
     bar = tqdm(todo, desc=f"batch [{rank}]" if world > 1 else "batch", position=rank if world > 1 else None,
                disable=not progress_enabled(config.progress), unit="img")
     for job in bar:
-        st = job.settings(config)
         key = job.key(config)
-        plan_key = (st["method"], st["scale"], st["size"], json.dumps(st["params"], sort_keys=True, default=str))
-        if plan_key not in plans:
-            plans[plan_key] = build_plan(st["method"], model, scale=st["scale"],
-                                         size=parse_size(st["size"]) if st["size"] else None, **st["params"])
-        plan = plans[plan_key]
+        plan = guard.plan(job)
         with reserve_stem(images, job.stem(config), overwrite=True) as slot:
             result = run_plan(model, plan, job.prompt, seed=job.seed, negative_prompt=job.negative_prompt)
             paths = save_run(result, model, job.prompt, job.seed, images, slot.stem,

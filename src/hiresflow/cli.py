@@ -104,13 +104,45 @@ def _sigterm_as_interrupt():
 RUN_ERRORS = (ValueError, TypeError, FloatingPointError)
 
 
+@app.callback()
+def _startup() -> None:
+    """Parse every HIRESFLOW_* variable before any subcommand does any work (`hiresflow.settings`)."""
+    from .settings import SettingsError, load
+
+    try:
+        load()
+    except SettingsError as err:
+        _fail(str(err))
+
+
+@contextmanager
+def _user_errors(interrupted: str = "interrupted: nothing was written"):
+    """What a run can meet, as one `error:` line and a non-zero exit: bad input and refusals (exit 2, a resource
+    refusal worded with --allow-large), OS errors such as a full disk or a read-only folder (exit 2, naming the
+    file), Ctrl-C or SIGTERM (exit 130). Files are written atomically, so none of these leaves a partial image."""
+    try:
+        with _sigterm_as_interrupt():
+            yield
+    except RUN_ERRORS as err:
+        from .resources import CLI, ResourceLimitError
+
+        _fail(err.describe(CLI) if isinstance(err, ResourceLimitError) else str(err))
+    except OSError as err:
+        from .atomic import describe_os_error
+
+        _fail(describe_os_error(err))
+    except KeyboardInterrupt:
+        typer.echo(interrupted, err=True)
+        raise typer.Exit(code=130)
+
+
 @app.command()
 def generate(
     prompt: Optional[str] = typer.Argument(None, help="text prompt (optional with --from)"),
     model: Optional[str] = typer.Option(None, "--model", "-m", help="tiny-flux (default, v2), tiny-flux-v1, tiny-sd (v2, SD 1.5 layout), tiny-sd-v1, random-tiny-*, a diffusers folder or hub id"),
     method: Optional[str] = typer.Option(None, "--method", help="recipe name (default hiflow; see `hiresflow recipes`)"),
-    scale: Optional[float] = typer.Option(None, "--scale", help="linear upscale factor over the native size (default 4)"),
-    size: Optional[str] = typer.Option(None, "--size", help="target WIDTHxHEIGHT (overrides --scale)"),
+    scale: Optional[float] = typer.Option(None, "--scale", help="linear upscale factor over the native size (default 4; ignored when --size is given)"),
+    size: Optional[str] = typer.Option(None, "--size", help="target WIDTHxHEIGHT; wins over --scale (the native pass stays at the model's native size, with this aspect ratio)"),
     seed: Optional[int] = typer.Option(None, "--seed", help="noise seed in 0…2**64-1 (default 0)"),
     out: Path = typer.Option(Path("outputs"), "--out", help="output folder"),
     negative: Optional[str] = typer.Option(None, "--negative", help="negative prompt (CFG models)"),
@@ -121,16 +153,14 @@ def generate(
     device: Optional[str] = typer.Option(None, "--device", help="cpu, cuda, cuda:N or mps (default: cuda when available)"),
     quiet: bool = typer.Option(False, "--quiet", help="no progress bars"),
 ):
-    """Generate one high-resolution image and its native-size counterpart."""
-    try:
-        with _sigterm_as_interrupt():
-            paths, result, plan = _generate(prompt, model, method, scale, size, seed, out, negative, set_, from_,
-                                            overwrite, allow_large, device, quiet)
-    except RUN_ERRORS as err:
-        _fail(str(err))
-    except KeyboardInterrupt:
-        typer.echo("interrupted: nothing was written", err=True)
-        raise typer.Exit(code=130)
+    """Generate one high-resolution image and its native-size counterpart.
+
+    --size wins over --scale: with both, the target is --size and the native pass runs at the model's native size
+    (a note says --scale was ignored). A job beyond this machine's memory or time limit is refused before the model
+    loads or before any model call (see --allow-large)."""
+    with _user_errors():
+        paths, result, plan = _generate(prompt, model, method, scale, size, seed, out, negative, set_, from_,
+                                        overwrite, allow_large, device, quiet)
     for kind, path in paths.items():
         typer.echo(f"{kind}: {path}")
     h, w = result.image.shape[-2:]
@@ -143,7 +173,7 @@ def _generate(prompt, model, method, scale, size, seed, out, negative, set_, fro
     from .checks import check_seed
     from .models.base import parse_size
     from .models.loading import check_device
-    from .naming import check_out_dir, clean_stale, image_stem, reserve_stem
+    from .naming import clean_stale, image_stem, output_folder, reserve_stem
     from .output import read_record, save_run
     from .quiet import progress_enabled
     from .recipes import recipe_params
@@ -171,6 +201,11 @@ def _generate(prompt, model, method, scale, size, seed, out, negative, set_, fro
     method = method or "hiflow"
     overrides = parse_overrides(set_)
     target = parse_size(size) if size else None
+    if target is not None and scale is not None:
+        if not quiet:
+            typer.echo(f"note: --size {size} sets the target; --scale {scale:g} is ignored (the native pass stays "
+                       f"at the model's native size)", err=True)
+        scale = None
     if target is None and scale is None:
         scale = 4.0
     if plan is None:
@@ -180,22 +215,26 @@ def _generate(prompt, model, method, scale, size, seed, out, negative, set_, fro
             raise ValueError(f"recipe {method!r} has no parameter {', '.join(unknown)}; "
                              f"list them with `hiresflow recipes --params {method}`")
     device = check_device(device)
-    out = check_out_dir(out)
-    clean_stale(out)
 
-    from .models.loading import load_model
-    from .recipes import build_plan
-    from .resources import check_resources
-    from .runner import run_plan
+    from .resources import check_resources, preflight
 
-    m = load_model(model, device=device)
-    if plan is None:
-        plan = build_plan(method, m, scale=scale, size=target, **overrides)
-    check_resources(plan, m, allow=allow_large)
-    stem = image_stem(prompt, plan.recipe, model, plan.target_size, seed)
-    with reserve_stem(out, stem, overwrite=overwrite) as slot:
-        result = run_plan(m, plan, prompt, seed=seed, negative_prompt=negative, progress=progress_enabled(not quiet))
-        paths = save_run(result, m, prompt, seed, out, slot.stem, negative_prompt=negative)
+    preflight(model, device, size=plan.target_size if plan is not None else target, scale=scale, allow=allow_large)
+    with output_folder(out) as out:
+        clean_stale(out)
+
+        from .models.loading import load_model
+        from .recipes import build_plan
+        from .runner import run_plan
+
+        m = load_model(model, device=device)
+        if plan is None:
+            plan = build_plan(method, m, scale=scale, size=target, **overrides)
+        check_resources(plan, m, allow=allow_large)
+        stem = image_stem(prompt, plan.recipe, model, plan.target_size, seed)
+        with reserve_stem(out, stem, overwrite=overwrite) as slot:
+            result = run_plan(m, plan, prompt, seed=seed, negative_prompt=negative,
+                              progress=progress_enabled(not quiet))
+            paths = save_run(result, m, prompt, seed, out, slot.stem, negative_prompt=negative)
     return paths, result, plan
 
 
@@ -212,6 +251,7 @@ def upscale(
     negative: str = typer.Option("", "--negative", help="negative prompt (CFG models)"),
     set_: List[str] = typer.Option([], "--set", help="recipe parameter override key=value (repeatable)"),
     allow_smaller: bool = typer.Option(False, "--allow-smaller", help="write the output even when it has fewer pixels than the image (a re-rendering at native × scale rather than an enlargement)"),
+    allow_large: bool = typer.Option(False, "--allow-large", help="run even when the memory or time estimate exceeds this machine"),
     overwrite: bool = typer.Option(False, "--overwrite", help="replace an existing image set of the same name"),
     device: Optional[str] = typer.Option(None, "--device", help="cpu, cuda, cuda:N or mps"),
     quiet: bool = typer.Option(False, "--quiet", help="no progress bars"),
@@ -220,16 +260,10 @@ def upscale(
 
     The image is resized to the model's native size (64 px for the tiny models); the output is native × --scale.
 
-    An output with fewer pixels than the image is refused before the run (an 800x600 photo at --scale 2 would give 128x96 on a tiny model): raise --scale as the error says, or pass --allow-smaller."""
-    try:
-        with _sigterm_as_interrupt():
-            paths, output = _upscale(image, prompt, model or DEFAULT_MODEL, method, scale, reference, seed, out,
-                                     negative, set_, overwrite, device, quiet, allow_smaller)
-    except RUN_ERRORS as err:
-        _fail(str(err))
-    except KeyboardInterrupt:
-        typer.echo("interrupted: nothing was written", err=True)
-        raise typer.Exit(code=130)
+    An output with fewer pixels than the image is refused before the run (an 800x600 photo at --scale 2 would give 128x96 on a tiny model): raise --scale as the error says, or pass --allow-smaller. So is an image whose aspect ratio the model's native size cannot hold (crop it), and a job beyond this machine's memory or time limit (see --allow-large)."""
+    with _user_errors():
+        paths, output = _upscale(image, prompt, model or DEFAULT_MODEL, method, scale, reference, seed, out,
+                                 negative, set_, overwrite, device, quiet, allow_smaller, allow_large)
     for kind, path in paths.items():
         typer.echo(f"{kind}: {path}")
     w, h = output.images[0].size
@@ -237,14 +271,15 @@ def upscale(
 
 
 def _upscale(image, prompt, model, method, scale, reference, seed, out, negative, set_, overwrite, device, quiet,
-             allow_smaller=False):
+             allow_smaller=False, allow_large=False):
     """Check everything (the image is read first), then load, upscale and save like `generate`."""
     from .checks import check_choice, check_seed
     from .models.loading import check_device, load_model
-    from .naming import check_out_dir, clean_stale, image_stem, reserve_stem
+    from .naming import clean_stale, image_stem, output_folder, reserve_stem
     from .output import save_run
     from .quiet import progress_enabled
     from .recipes import recipe_params
+    from .resources import preflight
     from .upscale import (DEFAULT_REFERENCE, REFERENCES, UPSCALE_METHODS, SmallerThanInputError, load_user_image,
                           upscale_image)
 
@@ -256,23 +291,24 @@ def _upscale(image, prompt, model, method, scale, reference, seed, out, negative
     if unknown:
         raise ValueError(f"recipe {method!r} has no parameter {', '.join(unknown)}; "
                          f"list them with `hiresflow recipes --params {method}`")
-    picture = load_user_image(image)  # unreadable file: one line before the model loads
+    load_user_image(image)  # unreadable file: one line before the model loads
     device = check_device(device)
-    out = check_out_dir(out)
-    clean_stale(out)
-    m = load_model(model, device=device)
-    try:
-        output = upscale_image(m, picture, prompt, method=method, scale=scale, seed=seed, negative_prompt=negative,
-                               reference=reference, allow_smaller=allow_smaller,
-                               progress=progress_enabled(not quiet), **overrides)
-    except SmallerThanInputError as err:
-        raise ValueError(f"{image}: {err.describe('--scale ', '--allow-smaller')}") from None
-    output.extra["upscale"]["source"] = str(image)
-    result = output.result
-    stem = image_stem(f"{Path(image).stem} {prompt}", f"up-{method}", model, output.plan.target_size, seed)
-    with reserve_stem(out, stem, overwrite=overwrite) as slot:
-        paths = save_run(result, m, prompt, seed, out, slot.stem, negative_prompt=negative,
-                         extra={"upscale": output.extra["upscale"]})
+    preflight(model, device, scale=scale, area_factor=0.25, allow=allow_large)
+    with output_folder(out) as out:
+        clean_stale(out)
+        m = load_model(model, device=device)
+        try:
+            output = upscale_image(m, image, prompt, method=method, scale=scale, seed=seed,
+                                   negative_prompt=negative, reference=reference, allow_smaller=allow_smaller,
+                                   allow_large=allow_large, progress=progress_enabled(not quiet), **overrides)
+        except SmallerThanInputError as err:
+            raise ValueError(f"{image}: {err.describe('--scale ', '--allow-smaller')}") from None
+        output.extra["upscale"]["source"] = str(image)
+        result = output.result
+        stem = image_stem(f"{Path(image).stem} {prompt}", f"up-{method}", model, output.plan.target_size, seed)
+        with reserve_stem(out, stem, overwrite=overwrite) as slot:
+            paths = save_run(result, m, prompt, seed, out, slot.stem, negative_prompt=negative,
+                             extra={"upscale": output.extra["upscale"]})
     return paths, output
 
 
@@ -282,29 +318,35 @@ def batch(
     out: Path = typer.Option(..., "--out", help="output folder: images/ and manifest.jsonl (re-run to resume)"),
     model: str = typer.Option(DEFAULT_MODEL, "--model", "-m", help="model for every prompt"),
     method: str = typer.Option("hiflow", "--method", help="recipe (a JSONL line may override it)"),
-    scale: Optional[float] = typer.Option(None, "--scale", help="linear upscale factor (default 4)"),
-    size: Optional[str] = typer.Option(None, "--size", help="target WIDTHxHEIGHT (overrides --scale)"),
+    scale: Optional[float] = typer.Option(None, "--scale", help="linear upscale factor (default 4; ignored when --size is given)"),
+    size: Optional[str] = typer.Option(None, "--size", help="target WIDTHxHEIGHT; wins over --scale (the native pass stays at the model's native size)"),
     seed: int = typer.Option(0, "--seed", help="seed of the first prompt; prompt k gets seed+k unless its line says"),
     set_: List[str] = typer.Option([], "--set", help="recipe parameter override key=value (repeatable)"),
+    allow_large: bool = typer.Option(False, "--allow-large", help="run jobs even when their memory or time estimate exceeds this machine"),
     device: Optional[str] = typer.Option(None, "--device", help="cpu, cuda, cuda:N or mps (accelerate picks per process)"),
     quiet: bool = typer.Option(False, "--quiet", help="no progress bar"),
 ):
-    """Generate one image per prompt, resumable; shards across processes under `accelerate launch`."""
+    """Generate one image per prompt, resumable; shards across processes under `accelerate launch`.
+
+    A JSONL line's own "size" or "scale" wins over --size/--scale, and a size wins over a scale (the native pass
+    stays at the model's native size). Every job is checked against this machine's memory and time limit before
+    the batch starts: a refused job is reported with its index and reason, the others run, and the exit code is
+    2 when any job was refused (see --allow-large)."""
     from .batch import BatchConfig, run_batch
     from .checks import check_seed
 
-    try:
-        with _sigterm_as_interrupt():
-            cfg = BatchConfig(model=model, method=method, scale=scale, size=size, seed=check_seed(seed),
-                              params=parse_overrides(set_), device=device, progress=not quiet)
-            info = run_batch(prompts, out, cfg, log=(lambda msg: None) if quiet else (lambda msg: typer.echo(msg, err=True)))
-    except RUN_ERRORS as err:
-        _fail(str(err))
-    except KeyboardInterrupt:
-        typer.echo("interrupted: finished images are kept; re-run the same command to resume", err=True)
-        raise typer.Exit(code=130)
-    typer.echo(f"process {info['process']}: {info['written']} written, {info['skipped']} already done; "
+    def say(msg):
+        typer.echo(msg, err=True)
+
+    with _user_errors("interrupted: finished images are kept; re-run the same command to resume"):
+        cfg = BatchConfig(model=model, method=method, scale=scale, size=size, seed=check_seed(seed),
+                          params=parse_overrides(set_), device=device, progress=not quiet, allow_large=allow_large)
+        info = run_batch(prompts, out, cfg, log=(lambda msg: None) if quiet else say, warn=say)
+    refused = f", {len(info['refused'])} refused" if info["refused"] else ""
+    typer.echo(f"process {info['process']}: {info['written']} written, {info['skipped']} already done{refused}; "
                f"manifest: {info['manifest']}")
+    if info["refused"]:
+        raise typer.Exit(code=2)
 
 
 @app.command("app")
@@ -316,17 +358,42 @@ def app_command(
     device: Optional[str] = typer.Option(None, "--device", help="cpu, cuda, cuda:N or mps"),
     concurrency: int = typer.Option(1, "--concurrency", help="jobs run at once; the rest wait in the queue"),
 ):
-    """Start the Gradio app (needs gradio: the app extra, see README "App")."""
+    """Start the Gradio app (needs gradio: the app extra, see README "App").
+
+    The address is checked first: a port outside 1…65535, one already in use or a host that is not this
+    machine's is a one-line error before anything loads."""
+    if not 1 <= port <= 65535:
+        _fail(f"--port must lie in 1…65535, got {port}")
+    with _user_errors("interrupted"):
+        _check_address(host, port)
     try:
         import gradio  # noqa: F401 - the optional extra
 
         from .app import AppConfig, launch
     except ImportError as err:
         _fail(f"the app needs gradio ({err.name} is missing); install it with: pip install -e \".[app]\"")
-    try:
+    with _user_errors("interrupted"):
         launch(AppConfig(model=model, out=out, device=device, concurrency=concurrency), host=host, port=port)
-    except RUN_ERRORS as err:
-        _fail(str(err))
+
+
+def _check_address(host: str, port: int) -> None:
+    """Bind host:port once, as the server will (OSError: in use, not an address of this machine, no such host)."""
+    import socket
+
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except socket.gaierror as err:
+        raise ValueError(f"--host {host}: {err.strerror or err}; use an address of this machine such as "
+                         f"127.0.0.1 or 0.0.0.0") from None
+    family, kind, proto, _, addr = infos[0]
+    with socket.socket(family, kind, proto) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server sets it
+        try:
+            sock.bind(addr)
+        except OSError as err:
+            from .atomic import describe_os_error
+
+            raise ValueError(describe_os_error(err, f"cannot listen on {host}:{port}")) from None
 
 
 def _mount_subcommands() -> None:

@@ -5,7 +5,8 @@ Japanese stays Japanese) and falls back to a short hash when nothing printable i
 the first free stem (the plain one, then -2, -3, …) by creating `.<stem>.lock` exclusively, so two runs writing
 into one folder at once never pick the same name; with `overwrite=True` the plain stem is reused.
 `clean_stale` removes what a killed run left: its temporary files and lock, and an incomplete image set
-(a native image or sidecar whose final image never appeared).
+(a native image or sidecar whose final image never appeared). `output_folder` prepares --out for a run and takes
+the folders it created back out when the run fails before writing anything.
 """
 
 from __future__ import annotations
@@ -13,13 +14,17 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import shutil
 import unicodedata
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 from .atomic import TMP_SUFFIX
 
-__all__ = ["slug", "image_stem", "Reservation", "reserve_stem", "clean_stale", "set_paths", "check_out_dir"]
+__all__ = ["slug", "image_stem", "Reservation", "reserve_stem", "clean_stale", "set_paths", "check_out_dir",
+           "output_folder"]
 
 LOCK_SUFFIX = ".lock"
 
@@ -93,6 +98,10 @@ def reserve_stem(out_dir: Path, stem: str, overwrite: bool = False, attempts: in
         lock = out_dir / f".{cand}{LOCK_SUFFIX}"
         if not overwrite and any(p.exists() for p in set_paths(out_dir, cand).values()):
             continue
+        folders = [p for p in set_paths(out_dir, cand).values() if p.is_dir()]
+        if folders:
+            raise ValueError(f"{folders[0]} is a folder; --overwrite replaces image files only: move it away or pick "
+                             f"another --out")
         if _try_lock(lock):
             if not overwrite and any(p.exists() for p in set_paths(out_dir, cand).values()):
                 lock.unlink(missing_ok=True)  # a run finished this stem between the check and the lock
@@ -153,3 +162,39 @@ def check_out_dir(out_dir: Path) -> Path:
     except OSError as err:
         raise ValueError(f"cannot write to --out {out_dir} ({err.strerror or err}); pick a writable folder") from None
     return out_dir
+
+
+def _scaffolding(path: Path) -> bool:
+    """What a run puts into an output folder before any image: empty folders, empty manifests, locks, temporary
+    files and the write probe."""
+    if path.is_symlink():
+        return False
+    if path.is_dir():
+        return all(_scaffolding(p) for p in path.iterdir())
+    name = path.name
+    if name.endswith((TMP_SUFFIX, LOCK_SUFFIX)) and name.startswith("."):
+        return True
+    return name.startswith("manifest") and name.endswith(".jsonl") and path.stat().st_size == 0
+
+
+@contextmanager
+def output_folder(out_dir: Path) -> Iterator[Path]:
+    """`check_out_dir` for a run: when the block fails (a refusal, a bad record, an interrupt, a full disk), the
+    folders this call created are removed again if they hold nothing but scaffolding (`_scaffolding`), so an
+    early error leaves no empty output folder behind. Folders that existed before are never removed."""
+    out_dir = Path(out_dir)
+    created: list[Path] = []
+    p = out_dir.absolute()
+    while not p.exists() and p != p.parent:
+        created.append(p)
+        p = p.parent
+    try:
+        yield check_out_dir(out_dir)
+    except BaseException:
+        for folder in created:  # innermost first
+            try:
+                if folder.is_dir() and _scaffolding(folder):
+                    shutil.rmtree(folder)
+            except OSError:
+                break
+        raise

@@ -13,24 +13,71 @@ t(call) = a + b·F — a fixed overhead per call plus seconds per floating-point
 attention work in a U-Net); every call of the plan is then priced by its F. VAE and guide work are not counted,
 so the estimate is a lower bound of the model time.
 
-`check_resources` refuses a plan whose estimate exceeds the free memory or `max_seconds` (default 6 h) with a
-one-line error naming the numbers and the override (`--allow-large`).
+Floor: whatever the model, the final image exists as three float32 RGB copies at once (the raw decode, its clamped
+copy and the float copy made for 8-bit conversion), `OUTPUT_BYTES_PER_PIXEL` = 36 bytes per output pixel; the
+memory estimate is never below it.
+
+`check_resources` refuses a plan whose estimate exceeds the free memory or `max_seconds` (default 6 h,
+$HIRESFLOW_MAX_SECONDS via `hiresflow.settings`) with a one-line `ResourceLimitError` (a ValueError) naming the
+numbers and the override (`--allow-large` on the command line, `allow_large=True` in Python).
+
+One guard, every entry point: `generate`, `upscale`, `batch` (per job), `hiresflow.generate`,
+`hiresflow.upscale_image` and the app call `preflight` before the model loads — the floor of the target size,
+from the native size a model name states without loading it (`known_native_size`), so an absurd size is refused
+in seconds, before diffusers is even imported — and `check_resources` on the plan before any model call.
 """
 
 from __future__ import annotations
 
+import json
 import math
-import os
 import time
+import weakref
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 
-__all__ = ["ResourceEstimate", "estimate_resources", "check_resources", "probe_model", "free_memory",
-           "DEFAULT_MAX_SECONDS"]
+from .settings import DEFAULT_MAX_SECONDS
 
-DEFAULT_MAX_SECONDS = 6 * 3600.0
+__all__ = ["ResourceEstimate", "ResourceLimitError", "estimate_resources", "check_resources", "probe_model",
+           "free_memory", "preflight", "known_native_size", "output_bytes", "DEFAULT_MAX_SECONDS",
+           "OUTPUT_BYTES_PER_PIXEL", "Spelling", "CLI", "API", "APP"]
+
 FLOAT = 4  # bytes
+OUTPUT_BYTES_PER_PIXEL = 3 * 3 * FLOAT  # three float32 RGB copies of the final image
+
+
+@dataclass(frozen=True)
+class Spelling:
+    """How a refusal names what to lower and the override (None: the surface has none), in the caller's terms."""
+
+    lower: str
+    override: str | None
+
+
+CLI = Spelling("lower --size/--scale or the steps", "pass --allow-large")
+API = Spelling("lower size/scale or the steps", "pass allow_large=True")
+APP = Spelling("lower the target size, the scale or the steps", None)
+
+
+class ResourceLimitError(ValueError):
+    """A job the resource guard refused: its memory or time estimate exceeds this machine. The message is one
+    line naming the numbers, what to lower and the override; `describe(spelling)` words it for another surface
+    (`CLI`, `API`, `APP`). `estimate` is the `ResourceEstimate` (None for a refusal before the model loaded)."""
+
+    def __init__(self, what: str, estimate: "ResourceEstimate | None" = None, spelling: Spelling = CLI):
+        self.what, self.estimate, self.spelling = what, estimate, spelling
+        super().__init__(self.describe(spelling))
+
+    def describe(self, spelling: Spelling) -> str:
+        fix = spelling.lower + (f", or {spelling.override} to try anyway" if spelling.override else "")
+        return f"{self.what}; {fix}"
+
+
+def output_bytes(height: int, width: int) -> int:
+    """The floor of any plan's peak memory: the final image's float32 copies (`OUTPUT_BYTES_PER_PIXEL`)."""
+    return int(OUTPUT_BYTES_PER_PIXEL * height * width)
 
 
 def free_memory(device: torch.device) -> int | None:
@@ -118,6 +165,9 @@ def estimate_resources(plan, model, probe: tuple[float, float] | None = None) ->
     if plan.upscale is not None:
         h, w = plan.upscale.size
         peak = max(peak, 6 * 3 * h * w * FLOAT)
+    th, tw = plan.target_size
+    if output_bytes(th, tw) > peak:
+        peak, where = output_bytes(th, tw), f"the output ({tw}x{th})"
     return ResourceEstimate(int(peak), free_memory(model.device), seconds if probe else None, calls, where)
 
 
@@ -152,19 +202,90 @@ def probe_model(model, prompt: str = "a lake", repeats: int = 2) -> tuple[float,
     return max(times[0] - b * flops[0], 0.0), b
 
 
+_PROBES: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+
+
+def _probe(model) -> tuple[float, float]:
+    """`probe_model`, once per model object (a batch or an app prices many plans with one probe)."""
+    try:
+        return _PROBES[model]
+    except KeyError:
+        pass
+    except TypeError:  # not weak-referenceable: probe every time
+        return probe_model(model)
+    _PROBES[model] = found = probe_model(model)
+    return found
+
+
+def _refuse(what: str, spelling: Spelling, est: ResourceEstimate | None = None):
+    raise ResourceLimitError(what, est, spelling)
+
+
 def check_resources(plan, model, *, allow: bool = False, max_seconds: float | None = None,
-                    timed: bool = True) -> ResourceEstimate:
-    """Refuse (one-line ValueError) a plan that would not fit in memory or would run longer than max_seconds
-    (default: $HIRESFLOW_MAX_SECONDS or 6 h); `allow=True` only reports."""
+                    timed: bool = True, spelling: Spelling = CLI) -> ResourceEstimate:
+    """Refuse (one-line `ResourceLimitError`) a plan that would not fit in memory or would run longer than
+    max_seconds (default: $HIRESFLOW_MAX_SECONDS or 6 h); `allow=True` skips the check (memory is still
+    estimated, time is not: no probe runs)."""
     est = estimate_resources(plan, model)
-    if not allow and est.free_bytes is not None and est.peak_bytes > 0.9 * est.free_bytes:
-        raise ValueError(f"this plan needs {est.describe()}; lower --size or the steps, or pass --allow-large "
-                         f"to try anyway")
+    if allow:
+        return est
+    if est.free_bytes is not None and est.peak_bytes > 0.9 * est.free_bytes:
+        _refuse(f"this plan needs {est.describe()}", spelling, est)
     if timed:
-        est = estimate_resources(plan, model, probe_model(model))
-        limit = max_seconds if max_seconds is not None else float(os.environ.get("HIRESFLOW_MAX_SECONDS",
-                                                                                 DEFAULT_MAX_SECONDS))
-        if not allow and est.model_seconds is not None and est.model_seconds > limit:
-            raise ValueError(f"this plan needs {est.describe()} on this machine (limit {_duration(limit)}); "
-                             f"lower --size or the steps, or pass --allow-large")
+        est = estimate_resources(plan, model, _probe(model))
+        if max_seconds is None:
+            from .settings import current
+
+            max_seconds = current().max_seconds
+        if est.model_seconds is not None and est.model_seconds > max_seconds:
+            _refuse(f"this plan needs {est.describe()} on this machine (limit {_duration(max_seconds)})", spelling,
+                    est)
     return est
+
+
+def known_native_size(model) -> tuple[int, int] | None:
+    """The native (H, W) a model states without being loaded: the embedded and random-tiny names, and folders whose
+    `hiresflow.json` gives native_size. None for anything else (hub ids, folders without a card, loaded pipelines)."""
+    from .models.loading import EMBEDDED, EMBEDDED_DIR, RANDOM, RANDOM_NATIVE, check_card
+
+    if not isinstance(model, (str, Path)):
+        return None
+    name = str(model)
+    if name in RANDOM:
+        n = RANDOM_NATIVE[RANDOM[name]]
+        return n, n
+    card = (EMBEDDED_DIR / EMBEDDED[name] if name in EMBEDDED else Path(name).expanduser()) / "hiresflow.json"
+    try:
+        native = check_card(json.loads(card.read_text())).get("native_size")
+    except (OSError, ValueError, AttributeError):
+        return None  # no card or a bad one: the loader reports it
+    if isinstance(native, list):
+        return int(native[0]), int(native[1])
+    return (int(native), int(native)) if native else None
+
+
+def preflight(model, device, *, size: tuple[int, int] | None = None, scale: float | None = None,
+              area_factor: float = 1.0, allow: bool = False, spelling: Spelling = CLI) -> None:
+    """Before the model loads: refuse a target whose final image alone (`output_bytes`) would not fit in the
+    device's free memory. The target is `size` = (H, W), else `scale` × the model's native size when the name
+    states one (`known_native_size`); `area_factor` scales a target whose exact size needs the model (an upscale's
+    native size follows the image's aspect ratio: 0.25 keeps the check a lower bound). Nothing to check: no-op."""
+    if allow:
+        return
+    if size is not None:
+        h, w = int(size[0]), int(size[1])
+    else:
+        native = known_native_size(model)
+        ok_scale = isinstance(scale, (int, float)) and not isinstance(scale, bool) and math.isfinite(scale) \
+            and scale >= 1
+        if native is None or not ok_scale:
+            return  # the plan's own checks give the error after loading
+        h, w = round(native[0] * scale), round(native[1] * scale)
+    if h <= 0 or w <= 0:
+        return
+    need = output_bytes(h, w) * area_factor
+    free = free_memory(torch.device(device))
+    if free is not None and need > 0.9 * free:
+        about = "" if area_factor == 1 else "about "
+        _refuse(f"the output ({about}{w}x{h}) needs at least {need / 2**30:.1f} GiB for the image alone "
+                f"({free / 2**30:.1f} GiB free)", spelling)

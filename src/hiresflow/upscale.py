@@ -45,7 +45,7 @@ from .stage import StageResult, StepTimings, Trajectory
 
 __all__ = ["REFERENCES", "DEFAULT_REFERENCE", "UPSCALE_METHODS", "load_user_image", "fit_native_size",
            "prepare_image", "reference_trajectory", "native_from_image", "needs_reference", "upscale_plan",
-           "upscale_image", "UpscaleInput", "SmallerThanInputError", "check_not_smaller"]
+           "upscale_image", "UpscaleInput", "SmallerThanInputError", "check_not_smaller", "check_aspect", "max_aspect"]
 
 REFERENCES = ("renoise", "inversion")
 DEFAULT_REFERENCE = "inversion"
@@ -239,13 +239,32 @@ class UpscaleInput:
             pil, source = to_rgb(ImageOps.exif_transpose(image)), "<PIL image>"
         else:
             raise TypeError(f"image must be a path or a PIL image, got {type(image).__name__}")
+        check_aspect(geometry, *pil.size, source)
         native = fit_native_size(geometry, *pil.size)
         return cls(prepare_image(pil, native), native, source, pil.size)
 
 
+def max_aspect(geometry) -> float:
+    """The widest aspect ratio (long side / short side) the model's native pixel count holds with the short side
+    one latent multiple: native H·W / multiple²."""
+    return geometry.native[0] * geometry.native[1] / geometry.multiple ** 2
+
+
+def check_aspect(geometry, width: int, height: int, source: str = "the image") -> None:
+    """Refuse an image whose aspect ratio the model's native size cannot hold (a 4000x1 strip on a 64-pixel model
+    would become a 16x64000 native pass and a 32x128000 output) with one line saying how far to crop it."""
+    limit = max_aspect(geometry)
+    ratio = max(width, height) / max(1, min(width, height))
+    if ratio > limit:
+        nh, nw = geometry.native
+        raise ValueError(f"{source} is {width}x{height}, an aspect ratio of {ratio:.0f}:1; the model's native "
+                         f"{nw}x{nh} pass holds at most {limit:g}:1 (its short side would be one latent cell); crop "
+                         f"it to at most {limit:g}:1")
+
+
 def upscale_image(pipe_or_id, image, prompt: str, *, method: str = "hiflow", scale: float = 2,
                   seed: int = 0, negative_prompt: str = "", reference: str = DEFAULT_REFERENCE,
-                  allow_smaller: bool = False, progress: bool | str = "auto",
+                  allow_smaller: bool = False, allow_large: bool = False, progress: bool | str = "auto",
                   callback_on_step_end: Callable | None = None, device: str | None = None,
                   dtype: torch.dtype | None = None, **recipe_params):
     """Upscale `image` (path or PIL image) with recipe `method`; returns a `hiresflow.api.GenerationOutput`
@@ -253,22 +272,30 @@ def upscale_image(pipe_or_id, image, prompt: str, *, method: str = "hiflow", sca
 
     The output is the model's native size (for the image's aspect ratio) × `scale`. When that has fewer pixels
     than the image, `SmallerThanInputError` (a ValueError naming the smallest scale that keeps the image's pixel
-    count) is raised before any model call, unless `allow_smaller=True`. `progress`: "auto" (tqdm bars only when
-    stderr is a terminal), True or False."""
-    from .api import GenerationOutput, _step_callback, as_model, timings_of
+    count) is raised before any model call, unless `allow_smaller=True`; an image whose aspect ratio the native
+    size cannot hold is refused (`check_aspect`). The resource guard (`hiresflow.resources`) runs before the model
+    loads and again on the plan: a job beyond this machine's memory or time limit raises
+    `hiresflow.resources.ResourceLimitError` (a ValueError) unless `allow_large=True`. `progress`: "auto" (tqdm
+    bars only when stderr is a terminal), True or False."""
+    from .api import GenerationOutput, _preflight, _step_callback, as_model, timings_of
     from .output import to_pil
     from .quiet import resolve_progress
+    from .resources import API, check_resources
     from .runner import run_plan
+    from .settings import load
 
+    load()
     check_choice("reference", reference, REFERENCES)
     check_seed(seed)
     progress = resolve_progress(progress)
     t0 = time.perf_counter()
+    _preflight(pipe_or_id, device, allow_large, scale=scale, area_factor=0.25)
     model = as_model(pipe_or_id, device=device, dtype=dtype)
     inp = UpscaleInput.from_any(image, model.geometry)
     plan = upscale_plan(model, method, inp.native, scale, **recipe_params)
     if not allow_smaller:
         check_not_smaller(model.geometry, inp.original_size, inp.native, plan.target_size, scale)
+    check_resources(plan, model, allow=allow_large, spelling=API)
     native = native_from_image(model, plan, inp.tensor, prompt, seed=seed, negative_prompt=negative_prompt,
                                reference=reference)
     on_step = _step_callback(callback_on_step_end, plan) if callback_on_step_end is not None else None
