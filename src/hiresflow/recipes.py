@@ -27,21 +27,36 @@ __all__ = ["Recipe", "RECIPES", "build_plan", "resolve_sizes", "cascade_sizes", 
 # ---------------------------------------------------------------- sizes
 
 
+def _size_pair(name: str, size) -> tuple[int, int]:
+    if len(size) != 2 or not all(isinstance(v, int) and not isinstance(v, bool) for v in size):
+        raise ValueError(f"{name} must be two integers (height, width), got {size!r}")
+    return int(size[0]), int(size[1])
+
+
 def resolve_sizes(
-    geometry: LatentGeometry, scale: float | None = None, size: tuple[int, int] | None = None
+    geometry: LatentGeometry, scale: float | None = None, size: tuple[int, int] | None = None,
+    native: tuple[int, int] | None = None,
 ) -> tuple[tuple[int, int], tuple[int, int]]:
-    """(native, target) sizes. `size` wins; the native stage keeps the target's aspect ratio at the model's
-    native pixel count (I-Max rounds the factor instead, which distorts aspect ratios; docs/methods/imax.md#paper-vs-official-code)."""
+    """(native, target) sizes. `size` wins over `scale` (which is then ignored): the native stage keeps the
+    target's aspect ratio at the model's native pixel count (I-Max rounds the factor instead, which distorts
+    aspect ratios; docs/methods/imax.md#paper-vs-official-code), never a pass below the native size. `native`
+    (with `size` only) pins the native stage, e.g. to an upscaled image's size."""
     nh, nw = geometry.native
     if scale is not None and (isinstance(scale, bool) or not isinstance(scale, (int, float))
                               or not math.isfinite(scale)):
         raise ValueError(f"scale must be a finite number >= 1, got {scale!r}; e.g. --scale 4")
+    if native is not None and size is None:
+        raise ValueError("native= pins the native stage of a given size=; pass size too")
     if size is not None:
-        if len(size) != 2 or not all(isinstance(v, int) and not isinstance(v, bool) for v in size):
-            raise ValueError(f"size must be two integers (height, width), got {size!r}")
-        h, w = int(size[0]), int(size[1])
+        h, w = _size_pair("size", size)
         geometry.validate(h, w)
-        k = scale if scale is not None else math.sqrt(h * w / (nh * nw))
+        if native is not None:
+            native = _size_pair("native", native)
+            geometry.validate(*native)
+            if native[0] > h or native[1] > w:
+                raise ValueError(f"target {w}x{h} is smaller than the native stage {native[1]}x{native[0]}")
+            return native, (h, w)
+        k = math.sqrt(h * w / (nh * nw))
         if k < 1:
             raise ValueError(f"target {w}x{h} is smaller than the native {nw}x{nh}; pick a larger --size")
         native = geometry.round_size(h / k, w / k)
@@ -521,8 +536,10 @@ def _get(name: str) -> Recipe:
 
 
 def build_plan(name: str, model: FlowModel, *, scale: float | None = None, size: Sequence[int] | None = None,
-               **params) -> Plan:
-    """Build the named recipe's Plan for `model` at `scale` (×native) or `size` = (H, W)."""
+               native: Sequence[int] | None = None, **params) -> Plan:
+    """Build the named recipe's Plan for `model` at `scale` (×native) or `size` = (H, W); `size` wins over
+    `scale` (the native stage stays at the model's native pixel count); `native` = (H, W) pins the native stage
+    of a `size` (`resolve_sizes`)."""
     if not isinstance(name, str):
         raise TypeError(f"recipe name must be a string such as 'hiflow', got {type(name).__name__}")
     if not isinstance(model, FlowModel):
@@ -536,7 +553,10 @@ def build_plan(name: str, model: FlowModel, *, scale: float | None = None, size:
     if unknown:
         raise ValueError(f"recipe {name!r} has no parameter {', '.join(unknown)}; "
                          f"list them with `hiresflow recipes --params {name}`")
-    native, target = resolve_sizes(model.geometry, scale, tuple(size) if size is not None else None)
+    if size is not None:
+        scale = None  # size wins
+    native, target = resolve_sizes(model.geometry, scale, tuple(size) if size is not None else None,
+                                   tuple(native) if native is not None else None)
     plan = recipe.fn(model, native, target, **params)
     plan.params = _plain({"scale": scale, "size": list(target), **{k: params.get(k, v) for k, v in valid.items()}})
     for st in plan.stages:

@@ -176,8 +176,7 @@ def upscale_plan(model, method: str, native: tuple[int, int], scale: float, **pa
     if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not math.isfinite(scale) or scale <= 1:
         raise ValueError(f"scale must be a number > 1, got {scale!r}; e.g. --scale 2")
     target = model.geometry.round_size(native[0] * scale, native[1] * scale)
-    plan = build_plan(method, model, scale=max(target[0] / native[0], target[1] / native[1]), size=target,
-                      **params)
+    plan = build_plan(method, model, size=target, native=native, **params)
     if tuple(plan.stages[0].size) != tuple(native):
         from dataclasses import replace
 
