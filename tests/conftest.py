@@ -7,6 +7,10 @@ Tiny random pipelines (see ``hiresflow.models.tiny``), built and saved once per 
 * ``tiny_flux``, ``tiny_sd``, ``tiny_sdxl``, ``tiny_sd3``: those folders loaded offline with
   ``DiffusionPipeline.from_pretrained`` (progress bars disabled).
 
+Tests that take more than a few seconds on 2 cores are marked ``slow`` (``@pytest.mark.slow``, or a
+``pytest.param(..., marks=pytest.mark.slow)`` for the heavy cases of a parametrised test): ``pytest -m "not slow"``
+is the quick subset, with fast tests left in every area; the full suite runs everything.
+
 The loaded pipelines are shared by every test of the session: do not mutate them (scheduler swaps, attention
 processors, ``.to(dtype)``, hooks ...). A test that needs to should load its own copy from the ``*_dir`` fixture
 (``hiresflow.models.tiny.load_tiny_pipeline(dir)``, ~0.1 s) or build one with ``tiny_pipeline(kind)``.

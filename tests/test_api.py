@@ -42,6 +42,7 @@ def lora_bf16_pipe():
     return pipe
 
 
+@pytest.mark.slow
 def test_generate_on_a_loaded_lora_bf16_pipeline_leaves_it_untouched(lora_bf16_pipe):
     pipe = lora_bf16_pipe
     before = _snapshot(pipe)

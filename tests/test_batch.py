@@ -58,6 +58,7 @@ def test_read_prompts_txt_and_jsonl(tmp_path):
         read_prompts(tmp_path / "p.csv")
 
 
+@pytest.mark.slow
 def test_sigkill_mid_batch_then_resume_redoes_nothing_and_loses_nothing(tmp_path):
     prompts = tmp_path / "prompts.txt"
     prompts.write_text("\n".join(PROMPTS) + "\n")
@@ -100,6 +101,7 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+@pytest.mark.slow
 def test_accelerate_two_processes_shard_and_merge(tmp_path):
     launcher = shutil.which("accelerate", path=str(Path(sys.executable).parent)) or shutil.which("accelerate")
     assert launcher, "accelerate is a dependency of hiresflow; its launcher must be installed"
@@ -123,6 +125,7 @@ def _batch(prompts: Path, out: Path, *extra: str) -> subprocess.CompletedProcess
     return subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=240)
 
 
+@pytest.mark.slow
 def test_changed_settings_are_new_jobs_and_foreign_files_are_not_done(tmp_path):
     """Another --seed is another job (new names, both kept); a file under a job's name that the manifest does not
     record (foreign, or edited after the run) is generated again."""
@@ -153,6 +156,7 @@ def test_changed_settings_are_new_jobs_and_foreign_files_are_not_done(tmp_path):
     assert len(mine) == 1 and mine[0]["sha256"] == sha256_file(foreign) and mine[0]["size"] == [192, 192]
 
 
+@pytest.mark.slow
 def test_an_out_folder_in_use_by_another_batch_is_refused(tmp_path):
     """While a batch holds DIR/.batch.lock, another batch on DIR stops with one line; the lock is a flock, so a
     killed holder (here: the lock closed) never leaves it stuck."""

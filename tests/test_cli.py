@@ -3,6 +3,7 @@ import os
 import subprocess
 import sys
 
+import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
@@ -51,6 +52,7 @@ def test_generate_bad_input_one_line_and_nothing_written(tmp_path):
         assert not out.exists() or not any(out.iterdir())
 
 
+@pytest.mark.slow
 def test_module_entry_point():
     res = subprocess.run([sys.executable, "-m", "hiresflow.cli", "recipes"], capture_output=True, text=True, timeout=120)
     assert res.returncode == 0 and res.stdout.startswith("direct")
@@ -78,6 +80,7 @@ def test_generate_from_image_reproduces_its_bytes(tmp_path):
     assert res.exit_code == 2 and "no hiresflow metadata" in res.output
 
 
+@pytest.mark.slow
 def test_generate_in_a_log_prints_no_warnings_and_no_progress_bars(tmp_path):
     """stderr is a pipe here (a CI log): no progress bars, no library deprecation or optional-backend notices."""
     env = {k: v for k, v in os.environ.items() if k != "HIRESFLOW_PROGRESS"}

@@ -73,6 +73,7 @@ def site(tmp_path_factory):
     return out
 
 
+@pytest.mark.slow
 def test_site_builds_strictly_with_api_reference_and_bench_pages(site):
     api = (site / "api" / "generate" / "index.html").read_text()
     assert 'id="hiresflow.api.generate"' in api  # mkdocstrings rendered the docstring
@@ -88,6 +89,7 @@ def _serve(folder: Path):
     return server
 
 
+@pytest.mark.slow
 def test_site_renders_in_chromium(site, tmp_path):
     sync_api = requirements()
     keep = os.environ.get("HIRESFLOW_DOCS_SCREENSHOTS")

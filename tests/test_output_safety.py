@@ -39,6 +39,7 @@ def _mid_save(out: Path):
     return lambda: (out / f"{STEM}.json").exists()
 
 
+@pytest.mark.slow
 def test_sigterm_during_save_leaves_nothing(tmp_path):
     proc = _start(tmp_path, pause=60)
     _wait_for(_mid_save(tmp_path), proc)
@@ -52,6 +53,7 @@ def test_sigterm_during_save_leaves_nothing(tmp_path):
     assert _files(tmp_path) == [f"{STEM}-native.png", f"{STEM}.json", f"{STEM}.png"]
 
 
+@pytest.mark.slow
 def test_sigkill_during_save_is_cleaned_by_the_next_run(tmp_path):
     proc = _start(tmp_path, pause=60)
     _wait_for(_mid_save(tmp_path), proc)
@@ -65,6 +67,7 @@ def test_sigkill_during_save_is_cleaned_by_the_next_run(tmp_path):
     assert _files(tmp_path) == [f"{STEM}-native.png", f"{STEM}.json", f"{STEM}.png"]
 
 
+@pytest.mark.slow
 def test_two_concurrent_runs_into_one_folder(tmp_path):
     procs = [_start(tmp_path, pause=1.0) for _ in range(2)]
     for p in procs:

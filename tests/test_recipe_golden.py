@@ -54,7 +54,8 @@ def _record(model, recipe: str) -> dict:
             "channel_means": [round(float(c), 4) for c in img8[0].mean(dim=(1, 2))]}
 
 
-@pytest.fixture(scope="module", params=list(MODELS))
+@pytest.fixture(scope="module",
+                params=[pytest.param(k, marks=pytest.mark.slow) if k == "tiny-sd" else k for k in MODELS])
 def golden_model(request):
     name = _model_name(request.param)
     if name is None:
@@ -62,7 +63,8 @@ def golden_model(request):
     return request.param, load_model(name, device="cpu")
 
 
-@pytest.mark.parametrize("recipe", list(FAST))
+@pytest.mark.parametrize("recipe", [r if r in ("direct", "hiflow") else pytest.param(r, marks=pytest.mark.slow)
+                                    for r in FAST])
 def test_recipe_output_matches_golden(golden_model, recipe):
     key, model = golden_model
     assert recipe in RECIPES

@@ -30,7 +30,7 @@ def test_registry_has_the_field():
     assert {"direct", "upscale", "sdedit", "hiflow", "imax", "demofusion", "freescale", "diffusehigh"} <= set(RECIPES)
 
 
-@pytest.mark.parametrize("size", list(SIZES))
+@pytest.mark.parametrize("size", [s if s == "2x" else pytest.param(s, marks=pytest.mark.slow) for s in SIZES])
 @pytest.mark.parametrize("recipe", list(FAST))
 @pytest.mark.parametrize("family", ["flux", "sd", "sdxl", "sd3"])
 def test_recipe_runs(models, family, recipe, size):
@@ -46,7 +46,8 @@ def test_recipe_runs(models, family, recipe, size):
         model.geometry.validate(*st.size)
 
 
-@pytest.mark.parametrize("recipe", ["hiflow", "demofusion", "imax"])
+@pytest.mark.parametrize("recipe", ["hiflow", pytest.param("demofusion", marks=pytest.mark.slow),
+                                    pytest.param("imax", marks=pytest.mark.slow)])
 def test_deterministic_per_seed(models, recipe):
     model = models["flux"]
     plan = build_plan(recipe, model, scale=2, **FAST[recipe])

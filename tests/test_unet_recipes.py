@@ -52,6 +52,7 @@ def test_freescale_full_and_cascade_only(tiny_sd_model, tmp_path):
     assert Plan.from_dict(json.loads(json.dumps(masked.to_dict()))) == masked
 
 
+@pytest.mark.slow
 def test_region_mask_changes_only_where_it_is_set(tiny_sd_model, tmp_path):
     """cosine_scale = cosine_scale_bg makes the mask irrelevant; a half mask changes the run."""
     mask = tmp_path / "half.png"
@@ -94,6 +95,7 @@ def test_recipes_cli_lists_every_parameter():
             assert f"{key} = " in res.output, (name, key)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method,steps,scale", [("hidiffusion", "steps=3", 4), ("freescale", "steps=4", 2)])
 def test_generate_on_tiny_sd(tmp_path, method, steps, scale):
     res = runner.invoke(app, ["generate", "a yellow sun over green hills", "--model", "tiny-sd", "--method", method,

@@ -130,6 +130,7 @@ def test_untrained_model_is_the_identity_on_the_source():
     assert torch.allclose(out, torch.nn.functional.interpolate(z, size=(8, 8), mode="bilinear"))
 
 
+@pytest.mark.slow
 def test_tiny_train_cfm_resumes(tmp_path):
     import importlib.util
     from pathlib import Path

@@ -38,6 +38,7 @@ def bench_run(tmp_path_factory):
     return spec, out
 
 
+@pytest.mark.slow
 def test_bench_writes_tables_grids_and_plot(bench_run):
     _, out = bench_run
     results = json.loads((out / "results.json").read_text())
@@ -68,6 +69,7 @@ def test_bench_writes_tables_grids_and_plot(bench_run):
     assert "](grids/random-tiny-flux-x2.webp)" in md and "](grids/random-tiny-flux-x2-detail.webp)" in md
 
 
+@pytest.mark.slow
 def test_bench_resumes_without_regenerating(bench_run, monkeypatch):
     spec, out = bench_run
     before = json.loads((out / "results.json").read_text())
@@ -85,6 +87,7 @@ def test_bench_resumes_without_regenerating(bench_run, monkeypatch):
         assert a["metrics"] == b["metrics"] and a["timing"] == b["timing"]
 
 
+@pytest.mark.slow
 def test_an_interrupted_image_is_redone(bench_run, tmp_path):
     from hiresflow.eval.bench import is_done
 
@@ -98,6 +101,7 @@ def test_an_interrupted_image_is_redone(bench_run, tmp_path):
     assert not is_done(tmp_path, "p000-s0")  # PNG without the bench record: generated again
 
 
+@pytest.mark.slow
 def test_absent_per_image_files_are_generated_again(bench_run, tmp_path):
     """Per-image files are not kept in git: a bench folder without them is simply computed again."""
     spec, out = bench_run
@@ -116,6 +120,7 @@ def test_absent_per_image_files_are_generated_again(bench_run, tmp_path):
         assert a["metrics"] == b["metrics"]  # the same seeds give the same images, hence the same scores
 
 
+@pytest.mark.slow
 def test_report_only_rewrites_the_report_from_results_json(bench_run, tmp_path):
     spec, out = bench_run
     md = (out / "results.md").read_text()

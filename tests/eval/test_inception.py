@@ -47,6 +47,7 @@ def test_preprocess_range_and_quantisation():
     assert torch.allclose(q, torch.full_like(q, 0.9921875))
 
 
+@pytest.mark.slow
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")
 def test_features_match_fidhelper(extractor, images):
     helper = fhp.FidHelper(device="cpu")

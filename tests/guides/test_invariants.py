@@ -100,6 +100,7 @@ def test_single_view_without_jitter_equals_the_global_call(flux):
     assert torch.equal(run(flux, single).image, run(flux, unguided(none)).image)
 
 
+@pytest.mark.slow
 def test_hiflow_variants_run(flux):
     for kw in (dict(init="paper"), dict(weight_schedule="sigma"), dict(filter="dwt"),
                dict(reference_space="pixel"), dict(shift_size="stage"), dict(initialization=False)):

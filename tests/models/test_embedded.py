@@ -39,6 +39,7 @@ def test_card_and_native_generation(embedded_model):
     assert img.shape == (1, 3, 64, 64) and torch.isfinite(img).all() and float(img.std()) > 0.02
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("recipe", list(RECIPES))
 def test_every_recipe_at_4x(embedded_model, recipe):
     if recipe in UNET_ONLY and embedded_model.family != "sd":

@@ -78,6 +78,7 @@ ALL = [TextDuplicationConfig(), ShiftedPatchesConfig(), RopeScalingConfig(ntk=10
        ProportionalAttentionConfig(), WindowedAttentionConfig(start=0.0)]
 
 
+@pytest.mark.slow
 def test_patches_change_the_call_and_removal_restores_bit_identical(flux):
     cond = flux.encode_prompt("a red sun over snowy mountains")
     x = torch.randn(1, 16, 32, 32, generator=torch.Generator().manual_seed(0))
@@ -139,7 +140,7 @@ def test_single_window_equals_global_attention(flux):
     ("imax", dict(steps=3, hires_steps=3, windowed_attention=0.5)),
     ("hiflow", dict(base_steps=5, stage_steps=(3, 3), text_duplication=True, pi_floor=True, windowed_attention=0.0)),
 ])
-@pytest.mark.parametrize("scale", [2, 4])
+@pytest.mark.parametrize("scale", [2, pytest.param(4, marks=pytest.mark.slow)])
 def test_generation_with_every_patch_on(flux, recipe, kw, scale):
     plan = build_plan(recipe, flux, scale=scale, **kw)
     names = {type(p).__name__ for p in plan.stages[-1].patches}

@@ -92,6 +92,7 @@ def _block_sizes(unet) -> tuple[list, list]:
     return log, handles
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("which,t2", [("sd15-layout", 0.0), ("sd15-layout", 0.2), ("embedded-tiny-sd", 0.2)])
 def test_rau_net_and_msw_msa_match_the_official_package(monkeypatch, which, t2):
     """The published package patches the U-Net as it is (no adapter): on the SD1.5-layout builder and on the shipped

@@ -75,7 +75,7 @@ def test_proportional_and_text_duplication_are_reversible(sd3):
 
 @pytest.mark.parametrize("recipe,kw", [("hiflow", dict(base_steps=4, stage_steps=(3, 3), text_duplication=True)),
                                        ("imax", dict(steps=3, hires_steps=3))])
-@pytest.mark.parametrize("scale", [2, 4])
+@pytest.mark.parametrize("scale", [2, pytest.param(4, marks=pytest.mark.slow)])
 def test_sd3_generation_with_patches(sd3, recipe, kw, scale):
     plan = build_plan(recipe, sd3, scale=scale, **kw)
     names = {type(p).__name__ for p in plan.stages[-1].patches}

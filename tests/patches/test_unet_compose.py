@@ -43,6 +43,7 @@ def test_lora_conv_runs_with_the_patched_geometry(lora_model):
     assert base.stride == (2, 2) and layer.lora_A["default"].stride == (2, 2)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("recipe", list(FAST))
 def test_lora_pipeline_runs_every_u_net_method_and_is_restored(lora_model, recipe):
     model = lora_model
@@ -92,6 +93,7 @@ def test_control_residual_hooks_equal_diffusers_addition(control_model):
     assert torch.equal(ours, ref)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("recipe", list(FAST))
 def test_controlnet_pipeline_runs_every_u_net_method(control_model, recipe):
     model, image = control_model

@@ -214,6 +214,7 @@ def test_removal_after_an_error_mid_call_restores(tiny_sd_model):
     assert torch.equal(core(x, _ctx(), cond), before)
 
 
+@pytest.mark.slow
 def test_separate_cond_uncond_calls_equal_the_batched_call(tiny_sd_model):
     """Two model calls in one step (cond and uncond apart) see the same step, shifts and jitter as one call."""
     model = tiny_sd_model
@@ -253,7 +254,8 @@ def test_odd_and_non_square_sizes_run_without_size_errors(tiny_sd_model):
     assert sizes[0] == (math.ceil(34 / 4), math.ceil(50 / 4))  # conv ×4 with ⌈⌉
 
 
-@pytest.mark.parametrize("recipe,kw", [("hidiffusion", dict(steps=4)), ("freescale", dict(steps=5))])
+@pytest.mark.parametrize("recipe,kw", [("hidiffusion", dict(steps=4)),
+                                       pytest.param("freescale", dict(steps=5), marks=pytest.mark.slow)])
 def test_whole_run_twice_gives_identical_bytes(tiny_sd_model, recipe, kw):
     plan = build_plan(recipe, tiny_sd_model, scale=2, **kw)
     a = run_plan(tiny_sd_model, plan, "two pine trees", seed=9).image

@@ -62,6 +62,7 @@ def test_lr_schedule():
     assert lr_at(100, 1.0, 10, 100) == pytest.approx(0.1)
 
 
+@pytest.mark.slow
 def test_vae_trains_resumes_identically(tmp_path):
     full = train_vae(_spec(tmp_path / "a", "vae", log_every=1), TINY_VAE, standin, stats_n=8)
     assert full["step"] == 4 and (tmp_path / "a/vae/vae/config.json").is_file()
@@ -83,6 +84,7 @@ def test_resume_refuses_other_config(tmp_path):
         train_vae(_spec(tmp_path, "vae", steps=2, batch=3), TINY_VAE, standin, stats_n=8)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["flux", "sd"])
 def test_diffusion_trains_resumes_identically(tmp_path, kind):
     full = train_diffusion(_spec(tmp_path / "a", kind, log_every=1), _opts(kind), standin)
@@ -93,6 +95,7 @@ def test_diffusion_trains_resumes_identically(tmp_path, kind):
     _assert_same(tmp_path / f"a/{kind}", tmp_path / f"b/{kind}")
 
 
+@pytest.mark.slow
 def test_cli_train_and_export_loads_offline(tmp_path, monkeypatch):
     from typer.testing import CliRunner
 
@@ -137,6 +140,7 @@ def test_cli_train_and_export_loads_offline(tmp_path, monkeypatch):
     assert "## cfm-x2\n\nits record" in md2
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["flux", "sd"])
 def test_warm_start_continues_from_the_given_pipeline(tmp_path, kind):
     """--init-from: the run starts from the other pipeline's denoiser weights and keeps its other components."""

@@ -24,6 +24,7 @@ def _check(img, s):
     return {k: (a[k], v) for k, v in _truth(s).items() if a[k] != v}
 
 
+@pytest.mark.slow
 def test_exact_on_200_scenes_at_64px():
     bad = {i: d for i in range(200) if (d := _check(render(sample_scene(i), 64, 64), sample_scene(i)))}
     assert not bad, bad
@@ -38,6 +39,7 @@ SIZES = [
 ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("h,w,seeds", SIZES)
 def test_exact_at_other_sizes(h, w, seeds):
     bad = {i: d for i in seeds if (d := _check(render(sample_scene(i), h, w), sample_scene(i)))}

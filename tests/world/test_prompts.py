@@ -47,6 +47,7 @@ def test_counts_are_words():
     assert not any(ch.isdigit() for t in texts for ch in t)
 
 
+@pytest.mark.slow
 def test_vocabulary_covers_every_prompt():
     vocab = vocabulary()
     assert vocab == sorted(set(vocab))

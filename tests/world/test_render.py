@@ -22,6 +22,7 @@ def test_render_float_matches_uint8():
     assert np.abs(np.round(f * 255) - render(s, 32, 48)).max() <= 1
 
 
+@pytest.mark.slow
 def test_64_matches_area_downsampled_512(psnr, box_down):
     scenes = [sample_scene(i) for i in range(6)]
     worst = min(psnr(render(s, 64, 64), box_down(render(s, 512, 512), 8)) for s in scenes)

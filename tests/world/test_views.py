@@ -14,6 +14,7 @@ def test_sample_view_contract_and_determinism():
     assert view["kind"] in ("full", "closeup")
 
 
+@pytest.mark.slow
 def test_view_mix_and_closeup_windows():
     g = np.random.default_rng(0)
     kinds, subjects = [], set()
