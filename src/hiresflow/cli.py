@@ -147,7 +147,8 @@ def generate(
     out: Path = typer.Option(Path("outputs"), "--out", help="output folder"),
     negative: Optional[str] = typer.Option(None, "--negative", help="negative prompt (CFG models)"),
     set_: List[str] = typer.Option([], "--set", help="recipe parameter override key=value (repeatable)"),
-    from_: Optional[Path] = typer.Option(None, "--from", help="re-run the plan, prompt, seed and model recorded in a hiresflow PNG or JSON sidecar"),
+    from_: Optional[Path] = typer.Option(None, "--from", help="re-run the plan, prompt, seed and model recorded in a hiresflow PNG or JSON sidecar (checked as untrusted data; it may load only the embedded models unless --model or --trust-paths)"),
+    trust_paths: bool = typer.Option(False, "--trust-paths", help="let a --from record load the model folder or hub id and the upsampler folders it names"),
     overwrite: bool = typer.Option(False, "--overwrite", help="replace an existing image set of the same name (default: add -2, -3, …)"),
     allow_large: bool = typer.Option(False, "--allow-large", help="run even when the memory or time estimate exceeds this machine"),
     device: Optional[str] = typer.Option(None, "--device", help="cpu, cuda, cuda:N or mps (default: cuda when available)"),
@@ -160,15 +161,40 @@ def generate(
     loads or before any model call (see --allow-large)."""
     with _user_errors():
         paths, result, plan = _generate(prompt, model, method, scale, size, seed, out, negative, set_, from_,
-                                        overwrite, allow_large, device, quiet)
+                                        overwrite, allow_large, device, quiet, trust_paths)
     for kind, path in paths.items():
         typer.echo(f"{kind}: {path}")
     h, w = result.image.shape[-2:]
     typer.echo(f"{plan.recipe} {w}x{h} in {result.seconds:.1f} s")
 
 
+def _recorded_plan(source, record: dict, model: str | None, trust_paths: bool):
+    """The plan of a --from record, treated as untrusted: checked field by field (`Plan.from_dict`), and allowed to
+    load only embedded models and upsamplers unless the user names the model (--model) or trusts the record."""
+    from .models.loading import EMBEDDED_DIR, MODEL_NAMES
+    from .plan import Plan
+
+    try:
+        plan = Plan.from_dict(record["plan"])
+    except ValueError as err:
+        raise ValueError(f"{source}: {err}") from None
+    if trust_paths:
+        return plan
+    asked = record["model"]["name"]
+    if model is None and asked not in MODEL_NAMES:
+        raise ValueError(f"{source} asks for model {asked[:120]!r}, which is not an embedded model (a record alone may "
+                         f"load {', '.join(MODEL_NAMES)}); pass --model with the model you want, or --trust-paths "
+                         f"to load the one it names")
+    embedded = {p.name for p in EMBEDDED_DIR.iterdir() if p.is_dir()} if EMBEDDED_DIR.is_dir() else set()
+    for where, name in plan.named_files():
+        if name not in embedded:
+            raise ValueError(f"{source}: {where} asks for {name[:120]!r}, which is not an embedded model; pass "
+                             f"--trust-paths to let the record load it")
+    return plan
+
+
 def _generate(prompt, model, method, scale, size, seed, out, negative, set_, from_, overwrite, allow_large, device,
-              quiet):
+              quiet, trust_paths=False):
     """Validate every argument, prepare --out, then load, plan, check resources, run and save."""
     from .checks import check_seed
     from .models.base import parse_size
@@ -184,15 +210,15 @@ def _generate(prompt, model, method, scale, size, seed, out, negative, set_, fro
             raise ValueError("--from re-runs a recorded plan; drop --method, --scale, --size and --set")
         record = read_record(from_)
         if record.get("upscale"):
-            raise ValueError(f"{from_} was upscaled from {record['upscale'].get('source')}; re-run it with "
+            raise ValueError(f"{from_} was upscaled from {str(record['upscale'].get('source'))[:80]}; re-run it with "
                              f"hiresflow upscale")
-        from .plan import Plan
-
-        plan = Plan.from_dict(record["plan"])
+        plan = _recorded_plan(from_, record, model, trust_paths)
         prompt = record["prompt"] if prompt is None else prompt
-        seed = int(record["seed"]) if seed is None else seed
-        negative = record.get("negative_prompt", "") if negative is None else negative
+        seed = record["seed"] if seed is None else seed
+        negative = record.get("negative_prompt") or "" if negative is None else negative
         model = model or record["model"]["name"]
+    elif trust_paths:
+        raise ValueError("--trust-paths applies to --from records; drop it")
     if prompt is None:
         raise ValueError("give a prompt (or --from IMAGE.png to re-run a saved image)")
     seed = check_seed(0 if seed is None else seed)
@@ -229,6 +255,12 @@ def _generate(prompt, model, method, scale, size, seed, out, negative, set_, fro
         m = load_model(model, device=device)
         if plan is None:
             plan = build_plan(method, m, scale=scale, size=target, **overrides)
+        else:  # a recorded plan: its sizes must suit this model
+            for i, st in enumerate(plan.stages):
+                try:
+                    m.geometry.validate(*st.size)
+                except ValueError as err:
+                    raise ValueError(f"{from_}: plan.stages[{i}].size: {err}") from None
         check_resources(plan, m, allow=allow_large)
         stem = image_stem(prompt, plan.recipe, model, plan.target_size, seed)
         with reserve_stem(out, stem, overwrite=overwrite) as slot:

@@ -21,7 +21,8 @@ from PIL import Image, PngImagePlugin
 
 from .atomic import atomic_files
 
-__all__ = ["to_pil", "save_run", "run_record", "with_timings", "a1111_parameters", "read_record", "versions"]
+__all__ = ["to_pil", "save_run", "run_record", "with_timings", "a1111_parameters", "read_record", "check_record",
+           "versions"]
 
 
 def to_pil(img: torch.Tensor) -> Image.Image:
@@ -123,27 +124,74 @@ def save_run(result, model, prompt: str, seed: int, out_dir: Path, stem: str, ne
     return {"image": final, "native": native, "metadata": sidecar}
 
 
+MAX_RECORD_BYTES = 8 << 20  # a record is a few KB; a prompt of 100,000 words is well under 1 MB
+
+
 def read_record(path: str | Path) -> dict:
-    """The run record of a hiresflow PNG (its `hiresflow` chunk) or JSON sidecar."""
+    """The run record of a hiresflow PNG (its `hiresflow` chunk) or JSON sidecar, checked as untrusted data
+    (`check_record`): every failure is one line naming the file and the field."""
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"{path} does not exist; pass a PNG or JSON written by hiresflow generate")
     if path.suffix.lower() == ".json":
+        if path.stat().st_size > MAX_RECORD_BYTES:
+            raise ValueError(f"{path} is {path.stat().st_size >> 20} MB, larger than any hiresflow record; pass the "
+                             f"sidecar written by hiresflow")
         try:
-            record = json.loads(path.read_text())
-        except (json.JSONDecodeError, UnicodeDecodeError) as err:
-            raise ValueError(f"{path} is not valid JSON ({err}); pass the sidecar written by hiresflow") from None
+            text = path.read_text()
+        except UnicodeDecodeError as err:
+            raise ValueError(f"{path} is not UTF-8 text ({err.reason}); pass the sidecar written by hiresflow") from None
     else:
         try:
             with Image.open(path) as img:
                 img.load()
                 text = img.text.get("hiresflow") if hasattr(img, "text") else None
-        except (OSError, SyntaxError) as err:
-            raise ValueError(f"cannot read {path} as an image ({err}); pass a PNG written by hiresflow") from None
+        except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
+            raise ValueError(f"cannot read {path} as an image ({' '.join(str(err).split())[:120]}); pass a PNG "
+                             f"written by hiresflow") from None
         if text is None:
             raise ValueError(f"{path} has no hiresflow metadata (no 'hiresflow' PNG chunk); it was not written by "
                              f"hiresflow generate, or the chunk was stripped")
+    try:
         record = json.loads(text)
+    except RecursionError:
+        raise ValueError(f"{path}: the record nests too deeply to be a hiresflow record") from None
+    except ValueError as err:  # JSONDecodeError, or an integer of thousands of digits
+        raise ValueError(f"{path} holds no valid JSON record ({' '.join(str(err).split())[:100]}); pass a file "
+                         f"written by hiresflow") from None
+    return check_record(record, path)
+
+
+def _field_error(path, name: str, what: str, value) -> ValueError:
+    shown = type(value).__name__ if isinstance(value, (dict, list)) else repr(value)[:60]
+    return ValueError(f"{path}: field {name!r} must be {what}, got {shown}")
+
+
+def check_record(record, path: str | Path = "record") -> dict:
+    """A run record's fields, as untrusted data: its JSON shape bounded (`hiresflow.plan.check_json_shape`), the
+    fields a re-run reads typed (prompt, negative_prompt, seed, model.name, plan, upscale). Returns the record."""
+    from .checks import SEED_MAX
+    from .plan import check_json_shape
+
     if not isinstance(record, dict) or "plan" not in record or "prompt" not in record:
         raise ValueError(f"{path} holds no hiresflow run record (no plan); pass an image written by hiresflow")
+    try:
+        check_json_shape(record, "record", max_string=None)
+    except ValueError as err:
+        raise ValueError(f"{path}: {err}") from None
+    if not isinstance(record["prompt"], str):
+        raise _field_error(path, "prompt", "a string", record["prompt"])
+    if not isinstance(record.get("negative_prompt", ""), (str, type(None))):
+        raise _field_error(path, "negative_prompt", "a string", record["negative_prompt"])
+    seed = record.get("seed")
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= SEED_MAX:
+        raise _field_error(path, "seed", "an integer in 0…2**64-1", seed)
+    model = record.get("model")
+    if not isinstance(model, dict) or not isinstance(model.get("name"), str) or not model["name"].strip():
+        raise _field_error(path, "model", "an object with a \"name\" string", model)
+    if not isinstance(record["plan"], dict):
+        raise _field_error(path, "plan", "an object (a hiresflow plan)", record["plan"])
+    upscale = record.get("upscale")
+    if upscale is not None and not isinstance(upscale, dict):
+        raise _field_error(path, "upscale", "an object", upscale)
     return record

@@ -4,11 +4,19 @@ Recipes (`hiresflow.recipes`) build Plans with the published defaults; `hiresflo
 `Plan.to_dict()` is written into every image's metadata and every benchmark report, and
 `Plan.from_dict(plan.to_dict()) == plan`: a saved image's plan re-runs exactly. The hooks a stage carries (guide,
 patch and denoiser configs) are the stage protocol's, `hiresflow.stage`.
+
+`Plan.from_dict` treats its input as untrusted (a plan read from someone's PNG): the JSON's shape is bounded
+(`check_json_shape`: nesting depth, list and string lengths, value count), every field is checked against its
+dataclass type (names, types, tuple lengths, Literal choices, component classes where a guide, patch or denoiser
+goes), a plan needs 1…`MAX_STAGES` stages of positive size, and every failure is a one-line ValueError naming the
+field (`plan.stages[1].schedule.start: …`). Fields that name a file or folder carry `FILE_FIELD` metadata;
+`Plan.named_files()` lists them (a re-run from a record loads only embedded ones unless trusted).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 import typing
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -17,7 +25,15 @@ from .checks import check_choice, check_fraction, check_number
 from .flow.schedule import validate_steps
 from .stage import DenoiserConfig, GuideConfig, PatchConfig
 
-__all__ = ["ScheduleSpec", "SharpenSpec", "CfmUpsampleSpec", "InitSpec", "Stage", "Plan", "UpscaleSpec"]
+__all__ = ["ScheduleSpec", "SharpenSpec", "CfmUpsampleSpec", "InitSpec", "Stage", "Plan", "UpscaleSpec",
+           "check_json_shape", "FILE_FIELD", "MAX_STAGES"]
+
+FILE_FIELD = {"names_a_file": True}  # dataclass field metadata: the value is a name or a path that gets loaded
+MAX_DEPTH = 16  # a plan nests about 7 levels deep (plan, stages, stage, init, sharpen, sigma_range, value)
+MAX_ITEMS = 1024  # per list or object
+MAX_STRING = 4096
+MAX_VALUES = 100_000
+MAX_STAGES = 64
 
 
 INTERPOLATIONS = ("bicubic", "bilinear", "nearest", "lanczos")
@@ -90,7 +106,7 @@ class CfmUpsampleSpec:
     from t = 0 to t = 1 (docs/methods/cfm.md). `model` is an embedded upsampler name (e.g. "cfm-x2") or a folder.
     """
 
-    model: str = "cfm-x2"
+    model: str = field(default="cfm-x2", metadata=FILE_FIELD)
     solver: Literal["euler", "midpoint", "rk4"] = "euler"
     nfe: int = 10
 
@@ -189,12 +205,76 @@ class Plan:
         return conv(self)
 
     @classmethod
-    def from_dict(cls, data: dict) -> "Plan":
-        """Rebuild a plan from `to_dict()` output (e.g. an image's JSON sidecar or PNG metadata)."""
+    def from_dict(cls, data: dict, where: str = "plan") -> "Plan":
+        """Rebuild a plan from `to_dict()` output (e.g. an image's JSON sidecar or PNG metadata), checked as
+        untrusted data (module doc): one-line ValueErrors naming the field, `where` its root."""
         if not isinstance(data, dict) or data.get("type") != "Plan":
             raise ValueError("not a hiresflow plan: expected a dict with type 'Plan' (the 'plan' field of an "
                              "image's metadata)")
-        return _from_data(data, config_types())
+        check_json_shape(data, where)
+        plan = _build(data, Plan, where, config_types())
+        if not plan.stages:
+            raise ValueError(f"{where}.stages: a plan needs at least one stage")
+        if len(plan.stages) > MAX_STAGES:
+            raise ValueError(f"{where}.stages: {len(plan.stages)} stages; a plan has at most {MAX_STAGES}")
+        sizes = [(f"{where}.stages[{i}].size", st.size) for i, st in enumerate(plan.stages)]
+        if plan.upscale is not None:
+            sizes.append((f"{where}.upscale.size", plan.upscale.size))
+        for name, (h, w) in sizes:
+            if h <= 0 or w <= 0:
+                raise ValueError(f"{name}: sides must be positive, got {w}x{h}")
+        return plan
+
+    def named_files(self) -> list[tuple[str, str]]:
+        """(field path, value) of every field that names a file or folder to load (`FILE_FIELD` metadata)."""
+        found: list[tuple[str, str]] = []
+
+        def walk(obj, path):
+            if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+                for f in dataclasses.fields(obj):
+                    value = getattr(obj, f.name)
+                    if f.metadata.get("names_a_file") and isinstance(value, str):
+                        found.append((f"{path}.{f.name}", value))
+                    else:
+                        walk(value, f"{path}.{f.name}")
+            elif isinstance(obj, (list, tuple)):
+                for i, o in enumerate(obj):
+                    walk(o, f"{path}[{i}]")
+
+        walk(self, "plan")
+        return found
+
+
+def check_json_shape(data, where: str = "plan", max_depth: int = MAX_DEPTH, max_items: int = MAX_ITEMS,
+                     max_string: int | None = MAX_STRING, max_values: int = MAX_VALUES) -> None:
+    """Bound untrusted JSON data before anything interprets it (iteratively: no recursion to exhaust): nesting
+    depth, items per list or object, string length, total values; keys must be strings. One-line ValueError
+    naming the place."""
+    stack = [(data, where, 1)]
+    count = 0
+    while stack:
+        obj, path, depth = stack.pop()
+        if len(path) > 80:
+            path = f"{path[:50]}…{path[-20:]}"
+        count += 1
+        if count > max_values:
+            raise ValueError(f"{where} holds more than {max_values} values; not a hiresflow record")
+        if depth > max_depth:
+            raise ValueError(f"{path}: nested deeper than {max_depth} levels; not a hiresflow record")
+        if isinstance(obj, (dict, list)) and len(obj) > max_items:
+            raise ValueError(f"{path}: {len(obj)} items, more than {max_items}; not a hiresflow record")
+        if isinstance(obj, dict):
+            for k, v in obj.items():
+                if not isinstance(k, str):
+                    raise ValueError(f"{path}: keys must be strings, got {k!r:.40}")
+                stack.append((v, f"{path}.{k[:40]}", depth + 1))
+        elif isinstance(obj, list):
+            stack.extend((v, f"{path}[{i}]", depth + 1) for i, v in enumerate(obj))
+        elif isinstance(obj, str):
+            if max_string is not None and len(obj) > max_string:
+                raise ValueError(f"{path}: a string of {len(obj)} characters, more than {max_string}")
+        elif obj is not None and not isinstance(obj, (bool, int, float)):
+            raise ValueError(f"{path}: {type(obj).__name__} is not JSON data")
 
 
 def config_types() -> dict[str, type]:
@@ -215,40 +295,120 @@ def config_types() -> dict[str, type]:
     return out
 
 
-def _typed(value, hint):
-    """JSON lists back to tuples where the field is a tuple (dataclass equality is type-sensitive)."""
-    origin = typing.get_origin(hint)
+def _bad(path: str, what: str, value) -> ValueError:
+    shown = repr(value) if not isinstance(value, (dict, list)) else f"{'an object' if isinstance(value, dict) else 'a list'}"
+    return ValueError(f"{path}: must be {what}, got {shown[:60]}")
+
+
+_NONE = type(None)
+
+
+def _convert(value, hint, path: str, types: dict[str, type]):
+    """`value` (JSON data) checked against the dataclass field type `hint`: lists back to tuples, objects with a
+    "type" to their component class; anything else the type does not allow is a ValueError naming `path`."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
     if origin is typing.Union or str(origin) == "<class 'types.UnionType'>":
-        for arg in typing.get_args(hint):
-            if typing.get_origin(arg) is tuple and isinstance(value, list):
-                return _typed(value, arg)
+        if value is None:
+            if _NONE in args:
+                return None
+            raise _bad(path, " or ".join(_what(a) for a in args), value)
+        arms = [a for a in args if a is not _NONE]
+        first = None
+        for arm in arms:
+            try:
+                return _convert(value, arm, path, types)
+            except ValueError as err:
+                first = first or err
+        if len(arms) == 1:
+            raise first
+        raise _bad(path, " or ".join(_what(a) for a in args), value)
+    if origin is Literal:
+        if isinstance(value, (str, int, float)) and not isinstance(value, bool) and value in args:
+            return value
+        raise _bad(path, "one of " + ", ".join(repr(a) for a in args), value)
+    if origin is tuple or hint is tuple:
+        if not isinstance(value, (list, tuple)):
+            raise _bad(path, _what(hint), value)
+        if not args or (len(args) == 2 and args[1] is Ellipsis):
+            item = args[0] if args else typing.Any
+            return tuple(_convert(v, item, f"{path}[{i}]", types) for i, v in enumerate(value))
+        if len(value) != len(args):
+            raise ValueError(f"{path}: must be {len(args)} values, got {len(value)}")
+        return tuple(_convert(v, a, f"{path}[{i}]", types) for i, (v, a) in enumerate(zip(value, args)))
+    if origin is list or hint is list:
+        if not isinstance(value, list):
+            raise _bad(path, _what(hint), value)
+        item = args[0] if args else typing.Any
+        return [_convert(v, item, f"{path}[{i}]", types) for i, v in enumerate(value)]
+    if origin is dict or hint is dict:
+        if not isinstance(value, dict):
+            raise _bad(path, "an object", value)
         return value
-    if origin is tuple and isinstance(value, list):
-        args = typing.get_args(hint)
-        if len(args) == 2 and args[1] is Ellipsis:
-            return tuple(_typed(v, args[0]) for v in value)
-        return tuple(_typed(v, a) for v, a in zip(value, args)) if args else tuple(value)
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise _bad(path, "true or false", value)
+        return value
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise _bad(path, "an integer", value)
+        return value
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise _bad(path, "a finite number", value)
+        return value
+    if hint is str:
+        if not isinstance(value, str):
+            raise _bad(path, "a string", value)
+        return value
+    if isinstance(hint, type) and hint is not object:
+        return _build(value, hint, path, types)
+    if isinstance(value, dict) and isinstance(value.get("type"), str):  # untyped field holding a component
+        return _build(value, object, path, types)
     return value
 
 
-def _from_data(obj, types: dict[str, type]):
-    if isinstance(obj, list):
-        return [_from_data(o, types) for o in obj]
+def _what(hint) -> str:
+    """A type in words, for errors."""
+    origin = typing.get_origin(hint)
+    if hint is _NONE:
+        return "null"
+    if origin is tuple or hint is tuple:
+        args = typing.get_args(hint)
+        return f"a list of {len(args)} values" if args and args[-1] is not Ellipsis else "a list"
+    if origin is list or hint is list:
+        return "a list"
+    names = {bool: "true or false", int: "an integer", float: "a finite number", str: "a string", dict: "an object"}
+    if hint in names:
+        return names[hint]
+    return f"a {getattr(hint, '__name__', str(hint))}"
+
+
+def _build(obj, base: type, path: str, types: dict[str, type]):
+    """A plan component from its {"type": name, field: value, …} object, where a `base` must stand."""
     if not isinstance(obj, dict):
-        return obj
-    if "type" not in obj:
-        return {k: _from_data(v, types) for k, v in obj.items()}
-    name = obj["type"]
+        raise _bad(path, f"an object ({base.__name__})" if base is not object else "an object", obj)
+    name = obj.get("type")
+    if not isinstance(name, str):
+        raise _bad(f"{path}.type", "the name of a plan component", name)
     cls = types.get(name)
     if cls is None:
-        raise ValueError(f"unknown plan component {name!r}; this hiresflow version cannot re-run that plan")
+        raise ValueError(f"{path}: unknown plan component {name[:40]!r}; this hiresflow version cannot re-run that "
+                         f"plan")
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
+    unknown = [key for key in obj if key != "type" and key not in fields]
+    if unknown:
+        raise ValueError(f"{path}: {name} has no field {unknown[0][:40]!r}; this hiresflow version cannot re-run "
+                         f"that plan")
+    if not issubclass(cls, base):
+        raise ValueError(f"{path}: a {name} cannot stand where a {base.__name__} goes")
     hints = typing.get_type_hints(cls)
-    kwargs = {}
-    names = {f.name for f in dataclasses.fields(cls) if f.init}
-    for key, val in obj.items():
-        if key == "type":
-            continue
-        if key not in names:
-            raise ValueError(f"{name} has no field {key!r}; this hiresflow version cannot re-run that plan")
-        kwargs[key] = _typed(_from_data(val, types), hints.get(key))
-    return cls(**kwargs)
+    kwargs = {key: _convert(val, hints.get(key, typing.Any), f"{path}.{key}", types)
+              for key, val in obj.items() if key != "type"}
+    missing = [f for f in fields if f not in kwargs and fields[f].default is dataclasses.MISSING
+               and fields[f].default_factory is dataclasses.MISSING]
+    if missing:
+        raise ValueError(f"{path}: {name} needs {', '.join(repr(m) for m in missing)}")
+    try:
+        return cls(**kwargs)
+    except (ValueError, TypeError, ArithmeticError) as err:
+        raise ValueError(f"{path}: {err}") from None
