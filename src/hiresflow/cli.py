@@ -115,6 +115,13 @@ def _startup() -> None:
         _fail(str(err))
 
 
+def _notes(quiet: bool):
+    """Notes of the run (e.g. a truncated prompt) as `note: …` lines on stderr; none under --quiet."""
+    from .quiet import notes_to
+
+    return notes_to((lambda msg: None) if quiet else (lambda msg: typer.echo(f"note: {msg}", err=True)))
+
+
 @contextmanager
 def _user_errors(interrupted: str = "interrupted: nothing was written"):
     """What a run can meet, as one `error:` line and a non-zero exit: bad input and refusals (exit 2, a resource
@@ -159,7 +166,7 @@ def generate(
     --size wins over --scale: with both, the target is --size and the native pass runs at the model's native size
     (a note says --scale was ignored). A job beyond this machine's memory or time limit is refused before the model
     loads or before any model call (see --allow-large)."""
-    with _user_errors():
+    with _user_errors(), _notes(quiet):
         paths, result, plan = _generate(prompt, model, method, scale, size, seed, out, negative, set_, from_,
                                         overwrite, allow_large, device, quiet, trust_paths)
     for kind, path in paths.items():
@@ -293,7 +300,7 @@ def upscale(
     The image is resized to the model's native size (64 px for the tiny models); the output is native × --scale.
 
     An output with fewer pixels than the image is refused before the run (an 800x600 photo at --scale 2 would give 128x96 on a tiny model): raise --scale as the error says, or pass --allow-smaller. So is an image whose aspect ratio the model's native size cannot hold (crop it), and a job beyond this machine's memory or time limit (see --allow-large)."""
-    with _user_errors():
+    with _user_errors(), _notes(quiet):
         paths, output = _upscale(image, prompt, model or DEFAULT_MODEL, method, scale, reference, seed, out,
                                  negative, set_, overwrite, device, quiet, allow_smaller, allow_large)
     for kind, path in paths.items():
@@ -370,7 +377,7 @@ def batch(
     def say(msg):
         typer.echo(msg, err=True)
 
-    with _user_errors("interrupted: finished images are kept; re-run the same command to resume"):
+    with _user_errors("interrupted: finished images are kept; re-run the same command to resume"), _notes(quiet):
         cfg = BatchConfig(model=model, method=method, scale=scale, size=size, seed=check_seed(seed),
                           params=parse_overrides(set_), device=device, progress=not quiet, allow_large=allow_large)
         info = run_batch(prompts, out, cfg, log=(lambda msg: None) if quiet else say, warn=say)

@@ -24,6 +24,7 @@ from .models.base import FlowModel
 from .patches.base import compose_patches
 from .plan import Plan, Stage
 from .checks import check_seed, check_type
+from .quiet import encode_prompt
 from .stage import StageEnv, StageResult, StepTimings, Trajectory
 
 __all__ = ["RunResult", "run_plan", "stage_seed", "stage_sigmas"]
@@ -190,7 +191,7 @@ def run_plan(
     for st in plan.stages:
         model.geometry.validate(*st.size)
     t_start = time.perf_counter()
-    cond = model.encode_prompt(prompt, negative_prompt)
+    cond = encode_prompt(model, prompt, negative_prompt)  # one note for a truncated prompt, not the libraries' echo
     results: list[StageResult] = []
     info: dict = {}
     if native is not None:

@@ -40,6 +40,7 @@ from PIL import Image, ImageOps
 from .checks import check_choice, check_seed
 from .images import frame_count, to_rgb
 from .plan import Plan
+from .quiet import encode_prompt
 from .runner import stage_seed, stage_sigmas
 from .stage import StageResult, StepTimings, Trajectory
 
@@ -157,7 +158,7 @@ def native_from_image(model, plan: Plan, image: torch.Tensor, prompt: str, *, se
     traj, timings, extra = Trajectory(sigmas=sigmas), StepTimings(), {"source": "image"}
     if needs_reference(plan):
         gen = torch.Generator().manual_seed(stage_seed(seed, 0))
-        cond = model.encode_prompt(prompt, negative_prompt)
+        cond = encode_prompt(model, prompt, negative_prompt, report=False)  # run_plan notes a truncation
         traj, timings = reference_trajectory(model, z0, sigmas, cond, mode=reference, start=start,
                                              guidance=stage.guidance, generator=gen)
         extra["reference"] = reference
