@@ -22,8 +22,9 @@ def model(request, tiny_flux, tiny_sd, tiny_sd3):
 def test_plan_round_trips(model, recipe):
     if recipe == "hidiffusion" and model.family not in ("sd", "sdxl"):
         pytest.skip("hidiffusion is a U-Net method")
-    if recipe.startswith("dype") and model.family != "flux":
-        pytest.skip("DyPE acts on a rotary position embedding (one-line error elsewhere: tests/patches/test_dype.py)")
+    if (recipe.startswith("dype") or recipe == "ultraimage") and model.family != "flux":
+        pytest.skip("DyPE and UltraImage act on a rotary position embedding (one-line error elsewhere: "
+                    "tests/patches/test_dype.py, tests/patches/test_ultraimage.py)")
     plan = build_plan(recipe, model, scale=4, **OPTIONS.get(recipe, {}))
     data = json.loads(json.dumps(plan.to_dict()))
     again = Plan.from_dict(data)

@@ -354,6 +354,65 @@ dype_hiflow.__signature__ = inspect.signature(hiflow).replace(parameters=[
     p.replace(default=True) if p.name == "dype" else p for p in inspect.signature(hiflow).parameters.values()])
 
 
+def ultraimage(model: FlowModel, native, target, steps: int = 30, hires_steps: int = 30, shift: float = 3.0,
+               hires_shift: float = 6.0, guided: bool = True, schedule: str = "cosine_decay", dwt_level: int = 1,
+               projection_scale: float = 1.0, guidance: float | None = None, hires_guidance: float | None = None,
+               rdfc: bool = True, freq_ids=None, train_scale: float = 2.0, correction: str = "riflex",
+               riflex_scale: float = 0.85, rope_gate: str = "sequence", concentration: bool = True,
+               lambda_min: float = 1.1, lambda_max: float = 1.3, gamma: float = 2.0, h_min: float = 0.44,
+               h_max: float = 6.0, entropy_bounds: str = "fixed", mapping: str = "power", block: int = 128,
+               measure_scale: str = "official", proportional_attention: bool = False,
+               text_duplication: bool = False, shifted_patches: bool | None = None, shift_frame: str = "model",
+               clamp_init: str = "none", official_vae_tiling: bool = False) -> Plan:
+    """UltraImage (docs/methods/ultraimage.md), defaults of the official FLUX code (`ultra-flux` base.yaml):
+    the I-Max-guided pass at the target (native pass 30 steps, shift 3; target pass 30 steps, shift 6, projected
+    flow `cosine_decay` at DWT level 1, guidance 7 on models with a Flux guidance embedding) whose model side is
+    RDFC on the RoPE — the dominant frequency (period closest to `train_scale` × the native length; `freq_ids`
+    lists indices instead) set to `riflex_scale`·2π/H (`correction="interpolate"`: divided by H/N) — and
+    entropy-guided attention concentration: per layer and head λ from the attention entropy of the first step
+    (power map, λ in [`lambda_min`, `lambda_max`], γ, fixed bounds [`h_min`, `h_max`]; `entropy_bounds="observed"`
+    the paper's min/max), every later call attending with softmax(λ·q·kᵀ/√d). No NTK, no text duplication, no
+    proportional attention (the official attention path ignores it), shifted patchification on the guided pass.
+    `guided=False`: the direct extrapolation — one pass at the target from noise with the same model side and
+    schedule, no native pass, no shifted patches (the official pipeline without a guidance schedule).
+    `rdfc=False` / `concentration=False` drop either half (the paper's ablation). The paper's own values:
+    `riflex_scale=1`, `lambda_min=1.0`, `entropy_bounds="observed"`, `block=1` (token entropy, Eq. 10)."""
+    from .patches.ultraimage import UltraImageAttentionConfig, UltraImageRopeConfig
+
+    model.rope_axes()  # one line for families without RoPE
+    for name, flag in (("guided", guided), ("rdfc", rdfc), ("concentration", concentration)):
+        if not isinstance(flag, bool):
+            raise ValueError(f"{name} must be True or False, got {flag!r}")
+    if shifted_patches is None:
+        shifted_patches = guided  # the official pipeline shifts patches on its guided (super_imax) pass only
+    rope = UltraImageRopeConfig(freq_ids=freq_ids, train_scale=train_scale, correction=correction,
+                                riflex_scale=riflex_scale, gate=rope_gate) if rdfc else None
+    attention = UltraImageAttentionConfig(lambda_min=lambda_min, lambda_max=lambda_max, gamma=gamma, h_min=h_min,
+                                          h_max=h_max, bounds=entropy_bounds, mapping=mapping, block=block,
+                                          measure_scale=measure_scale) if concentration else None
+    if hires_guidance is None and model.guidance_kind == "embedded":
+        hires_guidance = 7.0
+    patches = dit_patches(model, proportional_attention=proportional_attention, text_duplication=text_duplication,
+                          shifted_patches=shifted_patches, shift_frame=shift_frame)
+    if rope is not None:
+        patches.append(rope)
+    if attention is not None:
+        patches.append(attention)
+    sched = ScheduleSpec(steps=validate_steps(hires_steps, "hires_steps"),
+                         shift=check_number("hires_shift", hires_shift))
+    if not guided:
+        return Plan("ultraimage", [Stage(size=target, schedule=sched, patches=patches, guidance=hires_guidance,
+                                         name="ultraimage")])
+    tiling = "always" if official_vae_tiling else "auto"
+    hi = Stage(size=target, schedule=sched, patches=patches,
+               init=InitSpec("noise", "pixel", "bicubic", None, "sample", clamp_init),
+               guides=[ProjectedFlowConfig(schedule=schedule, dwt_level=dwt_level, scale=projection_scale)],
+               guidance=hires_guidance, name="ultraimage", vae_tiling=tiling)
+    native_stage = _native_stage(model, native, steps, shift=shift, guidance=guidance)
+    native_stage.vae_tiling = tiling
+    return Plan("ultraimage", [native_stage, hi])
+
+
 def demofusion(model: FlowModel, native, target, steps: int | None = None, c1_scale: float = 3.0,
                c2_scale: float = 1.0, c3_scale: float = 1.0, sigma: float = 1.0, view_stride: int | None = None,
                view_batch: int = 16, jitter: bool = True, dilated: bool = True, skip_residual: bool = True,
@@ -499,12 +558,14 @@ RECIPES: dict[str, Recipe] = {
     r.name: r
     for r in [
         Recipe("direct", direct, "sample directly at the target size (baseline)"),
-        Recipe("upscale", upscale, "native image resized with bicubic or Lanczos (baseline)"),
+        Recipe("upscale", upscale, "native image resized with bicubic, Lanczos or Real-ESRGAN (baseline)"),
         Recipe("sdedit", sdedit, "hires fix: upsample, re-noise to tau, denoise at the target size"),
         Recipe("hiflow", hiflow, "HiFlow cascade: flow-aligned init, direction and acceleration guidance"),
         Recipe("imax", imax, "I-Max projected flow toward the upsampled native result"),
         Recipe("dype", dype, "DyPE: one pass at the target, RoPE extrapolation scheduled by the step's sigma (DiTs)"),
         Recipe("dype+hiflow", dype_hiflow, "HiFlow cascade with DyPE on every high-resolution stage's RoPE"),
+        Recipe("ultraimage", ultraimage, "UltraImage: dominant-frequency RoPE and entropy-guided attention on "
+                                         "I-Max's guided pass (DiTs with RoPE)"),
         Recipe("demofusion", demofusion, "DemoFusion phases: skip residual, dilated sampling, local views"),
         Recipe("freescale", freescale, "FreeScale self-cascade with dilated conv, scale fusion and FreeU (U-Nets)"),
         Recipe("hidiffusion", hidiffusion, "HiDiffusion: RAU-Net and MSW-MSA in one pass at the target (U-Nets)"),

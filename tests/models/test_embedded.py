@@ -13,8 +13,9 @@ from hiresflow.runner import run_plan
 FAST = {"direct": dict(steps=4), "upscale": dict(steps=4), "sdedit": dict(steps=6), "imax": dict(steps=4, hires_steps=4),
         "hiflow": dict(base_steps=6, stage_steps=(3, 2)), "demofusion": dict(steps=3, view_batch=64),
         "freescale": dict(steps=5), "diffusehigh": dict(steps=5, dwt_steps=2), "hidiffusion": dict(steps=4),
-        "cfm": dict(steps=4, nfe=1)}
+        "cfm": dict(steps=4, nfe=1), "ultraimage": dict(steps=4, hires_steps=4)}
 UNET_ONLY = {"hidiffusion"}
+ROPE_ONLY = {"ultraimage"}
 
 CARDS = {"tiny-flux": ("flux", 4.0), "tiny-sd": ("sd", 5.0)}
 
@@ -44,6 +45,10 @@ def test_card_and_native_generation(embedded_model):
 def test_every_recipe_at_4x(embedded_model, recipe):
     if recipe in UNET_ONLY and embedded_model.family != "sd":
         with pytest.raises(ValueError, match="U-Net methods"):
+            build_plan(recipe, embedded_model, scale=4, **FAST[recipe])
+        return
+    if recipe in ROPE_ONLY and embedded_model.family != "flux":
+        with pytest.raises(ValueError, match="without a rotary position embedding"):
             build_plan(recipe, embedded_model, scale=4, **FAST[recipe])
         return
     plan = build_plan(recipe, embedded_model, scale=4, **FAST[recipe])

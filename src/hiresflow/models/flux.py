@@ -103,10 +103,11 @@ class FluxFlowModel(DiTFlowModel):
         from ..patches.rope import RopeExtrapolationConfig, RopeScalingConfig
         from ..patches.shifted_patches import ShiftedPatchesConfig
         from ..patches.text_dup import TextDuplicationConfig
+        from ..patches.ultraimage import UltraImageAttentionConfig, UltraImageRopeConfig
         from ..patches.windowed_attention import WindowedAttentionConfig
 
         return (TextDuplicationConfig, ShiftedPatchesConfig, RopeScalingConfig, RopeExtrapolationConfig,
-                ProportionalAttentionConfig, WindowedAttentionConfig)
+                ProportionalAttentionConfig, WindowedAttentionConfig, UltraImageRopeConfig, UltraImageAttentionConfig)
 
     def rope_axes(self) -> list:
         """Flux ids are (index, row, column): the index axis (text ids, I-Max's copies) is never extrapolated;

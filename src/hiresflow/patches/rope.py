@@ -58,8 +58,7 @@ class RotaryAxesEmbed(nn.Module):
         pos = ids.float()  # as diffusers: integer positions, exact in float32; the angles are float64
         call = self.call_info(ids)
         cos, sin = [], []
-        for i, axis in enumerate(self.axes):
-            freq = self.transform.axis(axis, call.lengths[i], call)
+        for i, freq in enumerate(self.transform.frequencies(self.axes, call)):
             angles = torch.outer(pos[:, i], freq.omega.to(ids.device))
             c = angles.cos().repeat_interleave(2, dim=1).float()
             s = angles.sin().repeat_interleave(2, dim=1).float()

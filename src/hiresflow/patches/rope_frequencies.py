@@ -139,6 +139,11 @@ class FrequencyTransform:
     def axis(self, axis: RopeAxis, n: int, call: RopeCall) -> AxisFrequencies:  # pragma: no cover - interface
         raise NotImplementedError
 
+    def frequencies(self, axes: list[RopeAxis], call: RopeCall) -> list[AxisFrequencies]:
+        """Every axis of one call, in the embedder's order (default: `axis` per axis with its n). Transforms that
+        need an axis' place in the table (UltraImage's per-axis target length) override this."""
+        return [self.axis(a, n, call) for a, n in zip(axes, call.lengths)]
+
     def scale(self, axis: RopeAxis, n: int) -> float | None:
         """s = n/L when this axis extrapolates (n > L), else None (the axis stays stock)."""
         if axis.native_len is None or n <= axis.native_len:
