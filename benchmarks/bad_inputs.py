@@ -196,6 +196,141 @@ def _train(*args: str):
     return cli("train", *args, "--runs", "{tmp}/runs")
 
 
+def _image(tmp: Path, size=(64, 64)) -> str:
+    from PIL import Image
+
+    path = tmp / f"img-{size[0]}x{size[1]}.png"
+    Image.new("RGB", size, (40, 90, 160)).save(path)
+    return str(path)
+
+
+def _upscale_cli(size, *args: str):
+    def run(tmp: Path):
+        return cli("upscale", _image(tmp, size), "--prompt", "a lake", "--out", str(tmp / "out"), *args)(tmp)
+
+    return run
+
+
+def _batch_refused(tmp: Path):
+    """One oversized line among good ones: it is reported with its index, the others run, the summary counts it."""
+    prompts = tmp / "p.jsonl"
+    prompts.write_text('{"prompt": "a lake", "scale": 1000}\n'
+                       '{"prompt": "a sun", "scale": 2, "params": {"base_steps": 2, "stage_steps": [1]}}\n')
+    code, msg = cli("batch", str(prompts), "--out", str(tmp / "b"), "--model", "random-tiny-flux", "--quiet")(tmp)
+    refused = [line for line in msg.splitlines() if line.startswith("prompt 0: refused:")]
+    ok = code == 2 and len(refused) == 1 and "1 written, 0 already done, 1 refused" in msg
+    return (2, refused[0]) if ok else (1, msg)
+
+
+def _app_job(size_text: str):
+    def run(tmp: Path):
+        from hiresflow.app import AppConfig, ModelCache, run_job
+
+        return run_job(ModelCache(), AppConfig(out=tmp / "out"), "generate", "a lake", "", "tiny-flux", "hiflow",
+                       size_text, 4, 0, None, "inversion", "")
+
+    return run
+
+
+def _size_and_scale(tmp: Path):
+    """--size wins over --scale: the native pass stays at the model's native 64x64."""
+    code, msg = cli("generate", "a lake", *TINY, "--size", "128x128", "--out", str(tmp / "s"))(tmp)
+    if code:
+        return code, msg
+    meta = json.loads(next((tmp / "s").glob("*.json")).read_text())
+    native = meta["stages"][0]["size"]
+    return (0, "runs") if native == [64, 64] and meta["size"] == [128, 128] else (1, f"native pass at {native}")
+
+
+def _record_text(edit=None) -> str:
+    from hiresflow.plan import Plan, ScheduleSpec, Stage
+
+    plan = Plan("direct", [Stage(size=(128, 128), schedule=ScheduleSpec(steps=2))]).to_dict()
+    rec = {"prompt": "a lake", "seed": 0, "negative_prompt": "", "model": {"name": "random-tiny-flux"},
+           "plan": plan}
+    if edit is not None:
+        rec = edit(rec) or rec
+    return rec if isinstance(rec, str) else json.dumps(rec)
+
+
+def _from_record(edit, *args: str):
+    def run(tmp: Path):
+        path = tmp / "record.json"
+        path.write_text(_record_text(edit))
+        return cli("generate", "--from", str(path), "--quiet", *args)(tmp)
+
+    return run
+
+
+def _cfm_upsampler(rec):
+    rec["plan"]["stages"].insert(0, {"type": "Stage", "size": [64, 64],
+                                     "schedule": {"type": "ScheduleSpec", "steps": 2}})
+    rec["plan"]["stages"][1]["init"] = {"type": "InitSpec", "start_from": "upsampled", "upsampler": {
+        "type": "CfmUpsampleSpec", "model": "/tmp/someone-elses-upsampler"}}
+
+
+def _os_fault(kind: str):
+    """A run whose output writes fail as the disk, the file system or the permissions would make them fail."""
+
+    def run(tmp: Path):
+        import builtins
+        import errno
+        import io
+
+        import hiresflow.atomic as atomic
+
+        real_open, real_replace = builtins.open, atomic.os.replace
+        code = {"full": errno.ENOSPC, "read-only": errno.EROFS, "denied": errno.EACCES}[kind]
+
+        def full(file, mode="r", *a, **kw):
+            name = os.path.basename(str(file))
+            if any(c in mode for c in "wax+") and name.endswith(atomic.TMP_SUFFIX) and not name.startswith(".write"):
+                raise OSError(code, os.strerror(code), str(file))
+            return real_open(file, mode, *a, **kw)
+
+        def refuse(src, dst):
+            raise OSError(code, os.strerror(code), str(src), None, str(dst))
+
+        if kind == "full":
+            builtins.open = io.open = full
+        else:
+            atomic.os.replace = refuse
+        try:
+            return cli("generate", "a lake", *TINY)(tmp)
+        finally:
+            builtins.open = io.open = real_open
+            atomic.os.replace = real_replace
+
+    return run
+
+
+def _overwrite_folder(tmp: Path):
+    out = tmp / "o"
+    (out / "a-lake-hiflow-random-tiny-flux-128x128-s0.png").mkdir(parents=True)
+    return cli("generate", "a lake", *TINY, "--overwrite", "--out", str(out))(tmp)
+
+
+def _port_in_use(tmp: Path):
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen(1)
+        return cli("app", "--port", str(busy.getsockname()[1]))(tmp)
+
+
+def _long_prompt(tmp: Path):
+    """A 10,000-word prompt: one note line with the dropped token counts, nothing under --quiet."""
+    env = dict(os.environ, HF_HUB_OFFLINE="1")
+    args = [sys.executable, "-m", "hiresflow.cli", "generate", " ".join(["lake"] * 10_000), *TINY[:-1]]
+    loud = subprocess.run([*args, "--out", str(tmp / "a")], env=env, capture_output=True, text=True)
+    quiet = subprocess.run([*args, "--quiet", "--out", str(tmp / "b")], env=env, capture_output=True, text=True)
+    lines = loud.stderr.strip().splitlines()
+    ok = loud.returncode == quiet.returncode == 0 and len(lines) == 1 and "dropped" in lines[0] and not quiet.stderr
+    return (2 if ok else 1), (f"{len(loud.stderr)} bytes on stderr: {lines[0] if lines else ''}; --quiet: "
+                              f"{len(quiet.stderr)} bytes")
+
+
 def _cases() -> list[Case]:
     import torch
 
@@ -295,12 +430,56 @@ def _cases() -> list[Case]:
         C("train", "train sd --p-uncond 2", _train("sd", "--p-uncond", "2"), "--p-uncond must lie"),
         C("train", "train flux --transformer '{bad'", _train("flux", "--transformer", "{bad"), "must be a JSON object"),
         C("train", "train vae --name ../x", _train("vae", "--name", "../x"), "plain folder name"),
+        # one resource guard on every entry point
+        C("guard", "upscale --scale 1000", _upscale_cli((64, 64), "--scale", "1000"), "--allow-large"),
+        C("guard", "upscale a 4000x1 image at --scale 2", _upscale_cli((4000, 1), "--model", "random-tiny-flux", "--scale", "2"), "aspect ratio of 4000:1"),
+        C("guard", "batch line {\"scale\": 1000} among good ones", _batch_refused, "refused"),
+        C("guard", "hiresflow.generate('tiny-flux', 'x', size=(100000, 100000))", api(lambda t: __import__("hiresflow").generate("tiny-flux", "x", size=(100000, 100000))), "allow_large=True"),
+        C("guard", "hiresflow.upscale_image(..., scale=1000)", api(lambda t: __import__("hiresflow").upscale_image("tiny-flux", _image(t), "x", scale=1000)), "allow_large=True"),
+        C("guard", "app job at 99984x99984", api(_app_job("99984x99984")), "lower the target size"),
+        C("guard", "HIRESFLOW_MAX_SECONDS=1e-6 (time limit)", cli("generate", "a lake", *TINY, env={"HIRESFLOW_MAX_SECONDS": "0.000001"}), "model time"),
+        C("env", "HIRESFLOW_MAX_SECONDS=nan", cli("generate", "a lake", env={"HIRESFLOW_MAX_SECONDS": "nan"}), "HIRESFLOW_MAX_SECONDS='nan' is not valid"),
+        C("env", "HIRESFLOW_MAX_SECONDS=inf (would switch the guard off)", cli("generate", "a lake", env={"HIRESFLOW_MAX_SECONDS": "inf"}), "HIRESFLOW_MAX_SECONDS='inf' is not valid"),
+        C("env", "HIRESFLOW_MAX_SECONDS=-1", cli("generate", "a lake", env={"HIRESFLOW_MAX_SECONDS": "-1"}), "seconds > 0"),
+        C("env", "HIRESFLOW_SAVE_PAUSE=abc", cli("generate", "a lake", env={"HIRESFLOW_SAVE_PAUSE": "abc"}), "HIRESFLOW_SAVE_PAUSE='abc'"),
+        C("env", "HIRESFLOW_PROGRESS=yes", cli("batch", "p.txt", "--out", "{tmp}/b", env={"HIRESFLOW_PROGRESS": "yes"}), "0 (no progress bars) or 1"),
+        C("env", "HIRESFLOW_MAX_SECONDS=abc in the API", api(lambda t: _with_env("HIRESFLOW_MAX_SECONDS", "abc", lambda: __import__("hiresflow").generate("tiny-flux", "x"))), "HIRESFLOW_MAX_SECONDS"),
+        C("size", "--size 128x128 --scale 2 (size wins, native pass at 64x64)", _size_and_scale, None),
+        # untrusted --from records
+        C("from", "--from record asking for ../../etc/model", _from_record(lambda r: r["model"].update(name="../../etc/model")), "not an embedded model"),
+        C("from", "--from record asking for a hub id", _from_record(lambda r: r["model"].update(name="black-forest-labs/FLUX.1-dev")), "--trust-paths"),
+        C("from", "--from record with an upsampler folder", _from_record(_cfm_upsampler), "upsampler.model asks for"),
+        C("from", "--from record: start as a string", _from_record(lambda r: r["plan"]["stages"][0]["schedule"].update(start="5")), "schedule.start: must be an integer"),
+        C("from", "--from record: \"stages\": []", _from_record(lambda r: r["plan"].update(stages=[])), "at least one stage"),
+        C("from", "--from record: seed \"7\"", _from_record(lambda r: r.update(seed="7")), "field 'seed'"),
+        C("from", "--from record: 100,000 nested lists", _from_record(lambda r: '{"prompt": "x", "plan": ' + "[" * 100000 + "]" * 100000 + "}"), "nests too deeply"),
+        C("from", "--from record: 40 nested lists in a field", _from_record(lambda r: r.update(extra=json.loads("[" * 40 + "]" * 40))), "nested deeper than"),
+        # OS errors after the work
+        C("os", "disk full while saving (ENOSPC)", _os_fault("full"), "No space left on device"),
+        C("os", "read-only file system at the rename (EROFS)", _os_fault("read-only"), "Read-only file system"),
+        C("os", "permission denied at the rename (EACCES)", _os_fault("denied"), "Permission denied"),
+        C("os", "--overwrite onto a folder", _overwrite_folder, "is a folder"),
+        C("os", "app --port 99999", cli("app", "--port", "99999"), "--port must lie in 1…65535"),
+        C("os", "app --port already in use", _port_in_use, "Address already in use"),
+        C("prompt", "10,000-word prompt (tokenizer truncation)", _long_prompt, "", slow=True),
         # faults
         C("fault", "SIGTERM while sampling", _signal(signal.SIGTERM, "sampling"), "", slow=True),
         C("fault", "SIGTERM while saving", _signal(signal.SIGTERM, "save"), "", slow=True),
         C("fault", "SIGKILL while saving, then a new run", _signal(signal.SIGKILL, "save"), "", slow=True),
         C("fault", "two runs into one folder at once", _concurrent, None, slow=True),
     ]
+
+
+def _with_env(name: str, value: str, fn):
+    old = os.environ.get(name)
+    os.environ[name] = value
+    try:
+        return fn()
+    finally:
+        if old is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = old
 
 
 def _run_api(**kw):

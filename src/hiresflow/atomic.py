@@ -76,7 +76,7 @@ def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> Path:
 _HINTS = {
     errno.ENOSPC: "free some space or pick another --out",
     errno.EDQUOT: "free some space (the disk quota is full) or pick another --out",
-    errno.EROFS: "the file system is read-only; pick another --out",
+    errno.EROFS: "pick another --out",
     errno.EACCES: "pick a folder you may write to (--out)",
     errno.EPERM: "pick a folder you may write to (--out)",
     errno.EISDIR: "a folder stands where the file goes; move it away or pick another --out",
