@@ -327,8 +327,8 @@ def _long_prompt(tmp: Path):
     quiet = subprocess.run([*args, "--quiet", "--out", str(tmp / "b")], env=env, capture_output=True, text=True)
     lines = loud.stderr.strip().splitlines()
     ok = loud.returncode == quiet.returncode == 0 and len(lines) == 1 and "dropped" in lines[0] and not quiet.stderr
-    return (2 if ok else 1), (f"{len(loud.stderr)} bytes on stderr: {lines[0] if lines else ''}; --quiet: "
-                              f"{len(quiet.stderr)} bytes")
+    summary = f"{len(loud.stderr)} bytes of stderr ({len(quiet.stderr)} with --quiet): {lines[0] if lines else ''}"
+    return (2 if ok else 1), summary[:160]
 
 
 def _cases() -> list[Case]:

@@ -171,13 +171,22 @@ class Stage:
 
 @dataclass
 class UpscaleSpec:
-    """Resize the last stage's image to `size` in pixel space (the `upscale` baseline)."""
+    """Resize the last stage's image to `size` in pixel space (the `upscale` baseline).
+
+    upscaler: None = `interpolation` alone; else a learned super-resolution model of `hiresflow.upscalers`
+        (e.g. "realesrgan-x4plus"), one pass, its output then fitted to `size` with `interpolation`.
+    """
 
     size: tuple[int, int]
     interpolation: Literal["bicubic", "lanczos", "bilinear", "nearest"] = "bicubic"
+    upscaler: str | None = None
 
     def __post_init__(self) -> None:
         check_choice("interpolation", self.interpolation, INTERPOLATIONS)
+        if self.upscaler is not None:
+            from .upscalers import check_upscaler
+
+            check_upscaler(self.upscaler)
 
 
 @dataclass
@@ -303,6 +312,20 @@ def _bad(path: str, what: str, value) -> ValueError:
 _NONE = type(None)
 
 
+def _is_number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+# field type -> (accepts a JSON value, the type in words); an int stays an int where a float goes (round trip)
+_SCALARS = {
+    bool: (lambda v: isinstance(v, bool), "true or false"),
+    int: (lambda v: isinstance(v, int) and not isinstance(v, bool), "an integer"),
+    float: (_is_number, "a finite number"),
+    str: (lambda v: isinstance(v, str), "a string"),
+    dict: (lambda v: isinstance(v, dict), "an object"),
+}
+
+
 def _convert(value, hint, path: str, types: dict[str, type]):
     """`value` (JSON data) checked against the dataclass field type `hint`: lists back to tuples, objects with a
     "type" to their component class; anything else the type does not allow is a ValueError naming `path`."""
@@ -340,25 +363,11 @@ def _convert(value, hint, path: str, types: dict[str, type]):
             raise _bad(path, _what(hint), value)
         item = args[0] if args else typing.Any
         return [_convert(v, item, f"{path}[{i}]", types) for i, v in enumerate(value)]
-    if origin is dict or hint is dict:
-        if not isinstance(value, dict):
-            raise _bad(path, "an object", value)
-        return value
-    if hint is bool:
-        if not isinstance(value, bool):
-            raise _bad(path, "true or false", value)
-        return value
-    if hint is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise _bad(path, "an integer", value)
-        return value
-    if hint is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-            raise _bad(path, "a finite number", value)
-        return value
-    if hint is str:
-        if not isinstance(value, str):
-            raise _bad(path, "a string", value)
+    scalar = _SCALARS.get(dict if origin is dict else hint)
+    if scalar is not None:
+        accepts, what = scalar
+        if not accepts(value):
+            raise _bad(path, what, value)
         return value
     if isinstance(hint, type) and hint is not object:
         return _build(value, hint, path, types)
@@ -377,9 +386,8 @@ def _what(hint) -> str:
         return f"a list of {len(args)} values" if args and args[-1] is not Ellipsis else "a list"
     if origin is list or hint is list:
         return "a list"
-    names = {bool: "true or false", int: "an integer", float: "a finite number", str: "a string", dict: "an object"}
-    if hint in names:
-        return names[hint]
+    if hint in _SCALARS:
+        return _SCALARS[hint][1]
     return f"a {getattr(hint, '__name__', str(hint))}"
 
 

@@ -206,14 +206,17 @@ _PROBES: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 
 
 def _probe(model) -> tuple[float, float]:
-    """`probe_model`, once per model object (a batch or an app prices many plans with one probe)."""
+    """`probe_model`, once per loaded pipeline (a batch, an app or a script calling `hiresflow.generate` on one
+    pipeline many times — each call wraps it anew — prices all its plans with one probe)."""
+    key = getattr(model, "pipe", None)
+    key = model if key is None else key
     try:
-        return _PROBES[model]
+        return _PROBES[key]
     except KeyError:
         pass
     except TypeError:  # not weak-referenceable: probe every time
         return probe_model(model)
-    _PROBES[model] = found = probe_model(model)
+    _PROBES[key] = found = probe_model(model)
     return found
 
 
