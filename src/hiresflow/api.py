@@ -11,6 +11,13 @@ pipeline is only read: hiresflow's model patches are installed for one model cal
 nothing is moved to another device or dtype (tests/test_api.py checks dtype, device, attention processors and
 forward methods before and after a run).
 
+The command line's resource guard runs here too (`hiresflow.resources`): before a model named by a string loads
+(the output's memory floor) and on the plan before any model call (memory and time estimate); a job beyond this
+machine raises `hiresflow.resources.ResourceLimitError`, a ValueError whose one line names the numbers, and
+`allow_large=True` runs it anyway. `size` wins over `scale`. The HIRESFLOW_* variables are checked at the start of
+each call (`hiresflow.settings`); a prompt longer than the text encoders read gives one warning on the `hiresflow`
+logger with the dropped token counts.
+
 `progress="auto"` (the default) draws tqdm bars only when stderr is a terminal, as the command line does, so
 scripts whose stderr goes to a pipe or a log file get none; True or False force bars on or off.
 
