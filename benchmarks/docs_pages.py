@@ -261,9 +261,8 @@ def _commands(group, path=()):
 
 
 def cli_help() -> str:
-    """Each command's ``--help`` through the real entry point (typer's CliRunner), as plain click text at 100
-    columns (typer's rich panels are switched off for the call, so the page is the same on every terminal)."""
-    import typer.core
+    """Each command's ``--help`` through the real entry point (typer's CliRunner), as the plain click text the
+    CLI prints (its apps set ``rich_markup_mode=None``), at 100 columns."""
     import typer.main
     from typer.testing import CliRunner
 
@@ -272,14 +271,10 @@ def cli_help() -> str:
     runner = CliRunner()
     env = {"COLUMNS": "100", "TERM": "dumb", "NO_COLOR": "1"}
     parts = []
-    has_rich, typer.core.HAS_RICH = typer.core.HAS_RICH, False
-    try:
-        for path, _ in _commands(typer.main.get_command(app)):
-            out = runner.invoke(app, [*path, "--help"], env=env, prog_name="hiresflow", terminal_width=100).output
-            body = "\n".join(line.rstrip() for line in out.strip("\n").splitlines())
-            parts += [f"### `{' '.join(('hiresflow', *path))}`", "", "```text", body, "```", ""]
-    finally:
-        typer.core.HAS_RICH = has_rich
+    for path, _ in _commands(typer.main.get_command(app)):
+        out = runner.invoke(app, [*path, "--help"], env=env, prog_name="hiresflow", terminal_width=100).output
+        body = "\n".join(line.rstrip() for line in out.strip("\n").splitlines())
+        parts += [f"### `{' '.join(('hiresflow', *path))}`", "", "```text", body, "```", ""]
     return "\n".join(parts)
 
 
@@ -289,6 +284,9 @@ def render_block(args: str, page: Path) -> str:
         head, *rows = args.split("|")
         _, folder, tag, *opts = head.split()
         metrics = next((o.split("=", 1)[1].split(",") for o in opts if o.startswith("metrics=")), None)
+        if not (ROOT / folder / "results.json").is_file():
+            raise SystemExit(f"{page.relative_to(ROOT)}: {folder} has no results.json yet; run its bench "
+                             f"(`hiresflow bench SPEC --out {folder}`) before regenerating the docs")
         results = json.loads((ROOT / folder / "results.json").read_text())
         return _script("readme_table").table(results, tag, *_labels(rows), metrics=metrics) + "\n"
     if kind == "json-table":

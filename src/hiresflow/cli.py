@@ -21,25 +21,9 @@ import typer
 
 
 
-def _show_flags_without_a_type() -> None:
-    """typer's rich help (0.2x) prints a type column for every option, so flags read as taking a value
-    (`--quiet <bool>`, even `--help <bool>`); print flags bare, as click's plain help does. A no-op on a typer
-    without `TyperOption.display_type_rich`; tests/test_cli.py checks every subcommand's help."""
-    from typer.core import TyperOption
-
-    shown = getattr(TyperOption, "display_type_rich", None)
-    if shown is None or getattr(shown, "hiresflow_bare_flags", False):
-        return
-
-    def display_type_rich(self, ctx):
-        return None if self.is_flag else shown(self, ctx)
-
-    display_type_rich.hiresflow_bare_flags = True
-    TyperOption.display_type_rich = display_type_rich
-
-
-_show_flags_without_a_type()
-app = typer.Typer(add_completion=False, no_args_is_help=True, help="Training-free high-resolution generation.")
+# rich_markup_mode=None: click's plain help, where a flag reads as a flag (typer's rich panels print `--quiet <bool>`)
+app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None,
+                  help="Training-free high-resolution generation.")
 
 DEFAULT_MODEL = "tiny-flux"
 
