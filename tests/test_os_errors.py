@@ -73,7 +73,7 @@ def test_upscale_and_batch_on_a_full_disk(disk_full, tmp_path):
     assert not (tmp_path / "b").exists()
 
 
-@pytest.mark.parametrize("code,words", [(errno.EROFS, "read-only"), (errno.EACCES, "Permission denied")])
+@pytest.mark.parametrize("code,words", [(errno.EROFS, "Read-only file system"), (errno.EACCES, "Permission denied")])
 def test_a_failing_rename_leaves_no_partial_set(monkeypatch, tmp_path, code, words):
     """The final image's rename fails after the native image and sidecar are in place: both are taken back."""
     import hiresflow.atomic as atomic
