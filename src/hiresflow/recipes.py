@@ -183,12 +183,19 @@ def direct(model: FlowModel, native, target, steps: int | None = None, shift: fl
 
 
 def upscale(model: FlowModel, native, target, steps: int | None = None, interpolation: str = "bicubic",
-            guidance: float | None = None) -> Plan:
-    """Native generation, then bicubic or Lanczos resize of the image."""
+            guidance: float | None = None, upscaler: str | None = None) -> Plan:
+    """Native generation, then bicubic or Lanczos resize of the image. `upscaler=NAME` runs a learned
+    super-resolution model first (Real-ESRGAN, `hiresflow.upscalers.UPSCALERS`, e.g. "realesrgan-x4plus"; the
+    optional extra `hiresflow[sr]`): one pass of the model, its output then fitted to the target with
+    `interpolation` (docs/methods/upscalers.md)."""
     if interpolation not in ("bicubic", "lanczos", "bilinear", "nearest"):
         raise ValueError(f"interpolation must be bicubic, lanczos, bilinear or nearest, got {interpolation!r}")
+    if upscaler is not None:
+        from .upscalers import require
+
+        require(upscaler)  # a bad name or a missing package fails before the native image is sampled
     return Plan("upscale", [_native_stage(model, native, steps, guidance=guidance)],
-                upscale=UpscaleSpec(target, interpolation))
+                upscale=UpscaleSpec(target, interpolation, upscaler))
 
 
 def sdedit(model: FlowModel, native, target, steps: int | None = None, tau: float = 0.6,

@@ -223,5 +223,10 @@ def run_plan(
             break
     final = results[-1].image
     if plan.upscale is not None and "stopped" not in info:
-        final = resize_image(final, plan.upscale.size, plan.upscale.interpolation)
+        if plan.upscale.upscaler is not None:
+            from .upscalers import super_resolve
+
+            final = super_resolve(final, plan.upscale.size, plan.upscale.upscaler, plan.upscale.interpolation)
+        else:
+            final = resize_image(final, plan.upscale.size, plan.upscale.interpolation)
     return RunResult(plan=plan, stages=results, image=final, seconds=time.perf_counter() - t_start, info=info)
