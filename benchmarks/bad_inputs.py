@@ -524,6 +524,22 @@ def run_cases(fast: bool = False) -> list[Case]:
     return done
 
 
+def _cell(text: str) -> str:
+    """Table-cell text: one line, pipes escaped, brackets escaped so that `stages[0]` is not read as a link."""
+    return text.replace("\n", " ").replace("|", "\\|").replace("[", "\\[").replace("]", "\\]")
+
+
+def markdown_table(records: list[dict]) -> str:
+    """The bad-input table of `bad_inputs.json`'s records (area, what, ok, outcome; outcomes cut at 150 chars)."""
+    n_ok = sum(r["ok"] for r in records)
+    lines = [f"{n_ok} of {len(records)} cases handled (`python benchmarks/bad_inputs.py`).", "",
+             "| area | input or fault | outcome |", "|---|---|---|"]
+    for r in records:
+        mark = "✓ " if r["ok"] else "✗ "
+        lines.append(f"| {r['area']} | {_cell(r['what'])} | {mark}{_cell(r['outcome'][:150])} |")
+    return "\n".join(lines) + "\n"
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--fast", action="store_true", help="skip the cases that start and kill whole runs")
@@ -531,18 +547,11 @@ def main() -> None:
     args = ap.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     cases = run_cases(args.fast)
+    records = [{"area": c.area, "what": c.what, "ok": c.ok, "outcome": c.outcome} for c in cases]
     n_ok = sum(c.ok for c in cases)
-    lines = [f"{n_ok} of {len(cases)} cases handled (`python benchmarks/bad_inputs.py`).", "",
-             "| area | input or fault | outcome |", "|---|---|---|"]
-    for c in cases:
-        outcome = c.outcome.replace("|", "\\|").replace("\n", " ")
-        what = c.what.replace("|", "\\|")
-        mark = "✓ " if c.ok else "✗ "
-        lines.append(f"| {c.area} | {what} | {mark}{outcome[:150]} |")
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.with_suffix(".md").write_text("\n".join(lines) + "\n")
-    args.out.with_suffix(".json").write_text(json.dumps([{"area": c.area, "what": c.what, "ok": c.ok,
-                                                          "outcome": c.outcome} for c in cases], indent=1))
+    args.out.with_suffix(".md").write_text(markdown_table(records))
+    args.out.with_suffix(".json").write_text(json.dumps(records, indent=1))
     print(f"{n_ok}/{len(cases)} handled; wrote {args.out.with_suffix('.md')}")
     sys.exit(0 if n_ok == len(cases) else 1)
 
