@@ -11,30 +11,18 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
-from pathlib import Path
 
 import pytest
 from PIL import Image
 
-pytestmark = pytest.mark.slow  # a browser and a server: about a minute on 2 cores
+from chromium import ARGS, CHROMIUM, free_port, requirements
 
-CHROMIUM = os.environ.get("HIRESFLOW_CHROMIUM", "/usr/bin/chromium")
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-        "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+pytestmark = pytest.mark.slow  # a browser and a server: about a minute on 2 cores
 
 
 def _requirements():
-    if not Path(CHROMIUM).is_file():
-        pytest.skip(f"no Chromium at {CHROMIUM}: install it with `apt-get install -y chromium` (.ci/run does)")
     pytest.importorskip("gradio", reason="gradio is not installed: pip install -e '.[app]'")
-    return pytest.importorskip("playwright.sync_api", reason="playwright is not installed: pip install -e '.[test]'")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    return requirements()
 
 
 @pytest.fixture()
@@ -42,7 +30,7 @@ def served_app(tmp_path):
     _requirements()
     from hiresflow.app import AppConfig, launch
 
-    port = _free_port()
+    port = free_port()
     config = AppConfig(model="tiny-flux", out=tmp_path / "app-out", device="cpu", concurrency=1)
     demo = launch(config, port=port, block=False)
     try:

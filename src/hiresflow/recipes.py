@@ -317,14 +317,26 @@ def imax(model: FlowModel, native, target, steps: int = 30, hires_steps: int = 3
     patches = dit_patches(model, ntk=ntk, pi_floor=pi_floor, proportional_attention=proportional_attention,
                           text_duplication=text_duplication, shifted_patches=shifted_patches,
                           shift_frame=shift_frame, windowed_attention=windowed_attention, rope=rope)
+    return projected_flow_plan("imax", model, native, target, ScheduleSpec(steps=hires_steps, shift=hires_shift),
+                               patches, steps=steps, shift=shift, guidance=guidance, hires_guidance=hires_guidance,
+                               schedule=schedule, dwt_level=dwt_level, projection_scale=projection_scale,
+                               clamp_init=clamp_init, official_vae_tiling=official_vae_tiling)
+
+
+def projected_flow_plan(name: str, model: FlowModel, native, target, hires_schedule: ScheduleSpec, patches: list,
+                        *, steps, shift, guidance, hires_guidance, schedule: str, dwt_level: int,
+                        projection_scale: float, clamp_init: str, official_vae_tiling: bool) -> Plan:
+    """I-Max's two passes, shared by `imax` and the methods built on its guided pass (`ultraimage`): the native
+    pass, then the target from pure noise with the projected flow toward the upsampled native result (posterior
+    sample), `patches` on the high-resolution pass; `official_vae_tiling` tiles every VAE call."""
     tiling = "always" if official_vae_tiling else "auto"
-    hi = Stage(size=target, schedule=ScheduleSpec(steps=hires_steps, shift=hires_shift), patches=patches,
+    hi = Stage(size=target, schedule=hires_schedule, patches=patches,
                init=InitSpec("noise", "pixel", "bicubic", None, "sample", clamp_init),
                guides=[ProjectedFlowConfig(schedule=schedule, dwt_level=dwt_level, scale=projection_scale)],
-               guidance=hires_guidance, name="imax", vae_tiling=tiling)
+               guidance=hires_guidance, name=name, vae_tiling=tiling)
     native_stage = _native_stage(model, native, steps, shift=shift, guidance=guidance)
     native_stage.vae_tiling = tiling
-    return Plan("imax", [native_stage, hi])
+    return Plan(name, [native_stage, hi])
 
 
 def dype(model: FlowModel, native, target, steps: int | None = None, method: str = "yarn",
@@ -410,14 +422,10 @@ def ultraimage(model: FlowModel, native, target, steps: int = 30, hires_steps: i
     if not guided:
         return Plan("ultraimage", [Stage(size=target, schedule=sched, patches=patches, guidance=hires_guidance,
                                          name="ultraimage")])
-    tiling = "always" if official_vae_tiling else "auto"
-    hi = Stage(size=target, schedule=sched, patches=patches,
-               init=InitSpec("noise", "pixel", "bicubic", None, "sample", clamp_init),
-               guides=[ProjectedFlowConfig(schedule=schedule, dwt_level=dwt_level, scale=projection_scale)],
-               guidance=hires_guidance, name="ultraimage", vae_tiling=tiling)
-    native_stage = _native_stage(model, native, steps, shift=shift, guidance=guidance)
-    native_stage.vae_tiling = tiling
-    return Plan("ultraimage", [native_stage, hi])
+    return projected_flow_plan("ultraimage", model, native, target, sched, patches, steps=steps, shift=shift,
+                               guidance=guidance, hires_guidance=hires_guidance, schedule=schedule,
+                               dwt_level=dwt_level, projection_scale=projection_scale, clamp_init=clamp_init,
+                               official_vae_tiling=official_vae_tiling)
 
 
 def demofusion(model: FlowModel, native, target, steps: int | None = None, c1_scale: float = 3.0,
