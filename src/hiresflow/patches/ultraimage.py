@@ -328,20 +328,9 @@ class UltraImageFluxAttnProcessor:
         self.state, self.layer, self.block, self.train = state, layer, block, train
 
     def __call__(self, attn, hidden_states, encoder_hidden_states=None, attention_mask=None, image_rotary_emb=None):
-        from diffusers.models.embeddings import apply_rotary_emb
-        from diffusers.models.transformers.transformer_flux import _get_qkv_projections
+        from .windowed_attention import flux_joint_qkv
 
-        q, k, v, eq, ek, ev = _get_qkv_projections(attn, hidden_states, encoder_hidden_states)
-        q, k, v = (t.unflatten(-1, (-1, attn.head_dim)) for t in (q, k, v))
-        q, k = attn.norm_q(q), attn.norm_k(k)
-        joint = attn.added_kv_proj_dim is not None and encoder_hidden_states is not None
-        if joint:
-            eq, ek, ev = (t.unflatten(-1, (-1, attn.head_dim)) for t in (eq, ek, ev))
-            eq, ek = attn.norm_added_q(eq), attn.norm_added_k(ek)
-            q, k, v = torch.cat([eq, q], 1), torch.cat([ek, k], 1), torch.cat([ev, v], 1)
-        if image_rotary_emb is not None:
-            q = apply_rotary_emb(q, image_rotary_emb, sequence_dim=1)
-            k = apply_rotary_emb(k, image_rotary_emb, sequence_dim=1)
+        q, k, v, joint = flux_joint_qkv(attn, hidden_states, encoder_hidden_states, image_rotary_emb)
         qh, kh, vh = (t.transpose(1, 2) for t in (q, k, v))  # [B, H, S, D]
         st = self.state
         call = st.next_call(self.layer)

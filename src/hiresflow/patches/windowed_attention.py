@@ -72,6 +72,27 @@ def windowed_joint_attention(q, k, v, text_len: int, grid: tuple[int, int], wind
     return torch.cat([text_out, out.reshape(B, rows * cols, H, D)], dim=1)
 
 
+def flux_joint_qkv(attn, hidden_states, encoder_hidden_states, image_rotary_emb):
+    """Queries, keys, values of a diffusers Flux attention as its stock processor forms them: projected, split
+    into heads [B, S, H, D], q/k-normed, text tokens first in joint blocks, rotary embedding applied. Returns
+    (q, k, v, joint) — `joint` is True in the double-stream blocks, where the text comes as a second stream."""
+    from diffusers.models.embeddings import apply_rotary_emb
+    from diffusers.models.transformers.transformer_flux import _get_qkv_projections
+
+    q, k, v, eq, ek, ev = _get_qkv_projections(attn, hidden_states, encoder_hidden_states)
+    q, k, v = (t.unflatten(-1, (-1, attn.head_dim)) for t in (q, k, v))
+    q, k = attn.norm_q(q), attn.norm_k(k)
+    joint = attn.added_kv_proj_dim is not None and encoder_hidden_states is not None
+    if joint:
+        eq, ek, ev = (t.unflatten(-1, (-1, attn.head_dim)) for t in (eq, ek, ev))
+        eq, ek = attn.norm_added_q(eq), attn.norm_added_k(ek)
+        q, k, v = torch.cat([eq, q], 1), torch.cat([ek, k], 1), torch.cat([ev, v], 1)
+    if image_rotary_emb is not None:
+        q = apply_rotary_emb(q, image_rotary_emb, sequence_dim=1)
+        k = apply_rotary_emb(k, image_rotary_emb, sequence_dim=1)
+    return q, k, v, joint
+
+
 class WindowedFluxAttnProcessor:
     """Attention processor for Flux joint and single blocks with windowed image attention."""
 
@@ -79,19 +100,7 @@ class WindowedFluxAttnProcessor:
         self.grid, self.window, self.shift, self.proportional = grid, window, shift, proportional
 
     def __call__(self, attn, hidden_states, encoder_hidden_states=None, attention_mask=None, image_rotary_emb=None):
-        from diffusers.models.embeddings import apply_rotary_emb
-        from diffusers.models.transformers.transformer_flux import _get_qkv_projections
-
-        q, k, v, eq, ek, ev = _get_qkv_projections(attn, hidden_states, encoder_hidden_states)
-        q, k, v = (t.unflatten(-1, (-1, attn.head_dim)) for t in (q, k, v))
-        q, k = attn.norm_q(q), attn.norm_k(k)
-        if attn.added_kv_proj_dim is not None and encoder_hidden_states is not None:
-            eq, ek, ev = (t.unflatten(-1, (-1, attn.head_dim)) for t in (eq, ek, ev))
-            eq, ek = attn.norm_added_q(eq), attn.norm_added_k(ek)
-            q, k, v = torch.cat([eq, q], 1), torch.cat([ek, k], 1), torch.cat([ev, v], 1)
-        if image_rotary_emb is not None:
-            q = apply_rotary_emb(q, image_rotary_emb, sequence_dim=1)
-            k = apply_rotary_emb(k, image_rotary_emb, sequence_dim=1)
+        q, k, v, _ = flux_joint_qkv(attn, hidden_states, encoder_hidden_states, image_rotary_emb)
         S = q.shape[1]
         n_img = self.grid[0] * self.grid[1]
         T = S - n_img
