@@ -51,7 +51,8 @@ class RotaryAxesEmbed(nn.Module):
         self.axes, self.transform, self.sigma = list(axes), transform, sigma
 
     def call_info(self, ids: torch.Tensor) -> RopeCall:
-        lengths = tuple(int(ids[:, i].max().item()) + 1 for i in range(len(self.axes)))
+        # one device-to-host read per call for all axes (the lengths decide each axis' frequencies on the host)
+        lengths = tuple(int(v) + 1 for v in ids[:, : len(self.axes)].amax(dim=0).tolist())
         return RopeCall(lengths=lengths, seq_len=int(ids.shape[0]), sigma=self.sigma)
 
     def forward(self, ids: torch.Tensor):
