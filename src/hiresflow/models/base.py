@@ -24,7 +24,8 @@ import torch
 
 from ..stage import PatchConfig, StepContext
 
-__all__ = ["LatentGeometry", "FlowModel", "VaeCodec", "parse_size", "adapter_classes"]
+__all__ = ["LatentGeometry", "FlowModel", "VaeCodec", "parse_size", "adapter_classes", "supported_pipelines",
+           "FAMILY_MODULES"]
 
 
 def parse_size(text: str) -> tuple[int, int]:
@@ -180,6 +181,7 @@ class FlowModel(ABC):
     default_steps: int = 30
     default_guidance: float | None = None
     guidance_kind: str = "none"  # "embedded" (Flux guidance vector), "cfg" or "none"
+    pipeline_classes: tuple[str, ...] = ()  # the diffusers pipeline classes this adapter wraps (by class name)
 
     @property
     @abstractmethod
@@ -221,8 +223,9 @@ class FlowModel(ABC):
 
     @classmethod
     def handles(cls, pipe) -> bool:
-        """Whether this adapter wraps the diffusers pipeline object `pipe`."""
-        return False
+        """Whether this adapter wraps the diffusers pipeline object `pipe` (default: its class is one of
+        `pipeline_classes`)."""
+        return type(pipe).__name__ in cls.pipeline_classes
 
     @classmethod
     def patch_types(cls) -> tuple[type[PatchConfig], ...]:
@@ -322,9 +325,16 @@ class FlowModel(ABC):
         }
 
 
+# The modules of `hiresflow.models` that hold the built-in adapters; a new family adds its module here.
+FAMILY_MODULES: tuple[str, ...] = ("flux", "sd", "sd3")
+
+
 def adapter_classes() -> list[type[FlowModel]]:
     """Every adapter class of the built-in families (imported on demand)."""
-    from . import flux, sd, sd3  # noqa: F401 - registers the subclasses
+    import importlib
+
+    for module in FAMILY_MODULES:
+        importlib.import_module(f"{__package__}.{module}")  # registers the subclasses
 
     out, todo = [], list(FlowModel.__subclasses__())
     while todo:
@@ -333,3 +343,8 @@ def adapter_classes() -> list[type[FlowModel]]:
         if "family" in c.__dict__:
             out.append(c)
     return out
+
+
+def supported_pipelines() -> list[str]:
+    """The diffusers pipeline class names some adapter wraps, sorted."""
+    return sorted({name for c in adapter_classes() for name in c.pipeline_classes})

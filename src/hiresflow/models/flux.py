@@ -93,9 +93,13 @@ class FluxFlowModel(DiTFlowModel):
             cond.negative = self._encode(negative_prompt)
         return cond
 
+    pipeline_classes = ("FluxPipeline", "FluxImg2ImgPipeline", "FluxInpaintPipeline", "FluxControlNetPipeline")
+
     @classmethod
     def handles(cls, pipe) -> bool:
-        return type(pipe).__name__.startswith("Flux") and hasattr(pipe, "transformer")
+        """FLUX.1 pipelines (any `Flux*Pipeline` around a `FluxTransformer2DModel`; FLUX.2 has its own adapter)."""
+        transformer = getattr(pipe, "transformer", None)
+        return type(pipe).__name__.startswith("Flux") and type(transformer).__name__ == "FluxTransformer2DModel"
 
     @classmethod
     def patch_types(cls):

@@ -100,8 +100,10 @@ def wrap_pipeline(pipe, name: str = "model", native: int | None = None, card: di
 
     adapters = [a for a in adapter_classes() if a.handles(pipe)]
     if not adapters:
-        raise ValueError(f"unsupported pipeline {type(pipe).__name__} for {name!r}; hiresflow supports Flux, SD3, "
-                         f"SD 1.x/2.x and SDXL")
+        from .base import supported_pipelines
+
+        raise ValueError(f"unsupported pipeline {type(pipe).__name__} for {name!r}; hiresflow supports "
+                         f"{', '.join(supported_pipelines())}")
     model = adapters[0](pipe, name=name)
     card = check_card(card or {}, "model card")
     native = native or card.get("native_size")
@@ -118,13 +120,22 @@ def wrap_pipeline(pipe, name: str = "model", native: int | None = None, card: di
     return model
 
 
+def random_pipeline(kind: str):
+    """A tiny random pipeline of `kind`: the families of `hiresflow.models.tiny` ("flux", "sd", "sdxl", "sd3"), or
+    a newer family whose builder is the `tiny_pipeline()` function of the module `hiresflow.models.tiny_<kind>`."""
+    import importlib
+
+    from . import tiny
+
+    if kind in tiny.PIPELINE_CLASSES:
+        return tiny.tiny_pipeline(kind)
+    return importlib.import_module(f"{__package__}.tiny_{kind}").tiny_pipeline()
+
+
 def load_pipeline(name_or_path: str, dtype: torch.dtype | None = None):
     """The diffusers pipeline behind `name_or_path` and its model card (`hiresflow.json`, {} if none)."""
     if name_or_path in RANDOM:
-        from . import tiny
-
-        pipe = tiny.tiny_pipeline(RANDOM[name_or_path])
-        return pipe, {"native_size": RANDOM_NATIVE[RANDOM[name_or_path]]}
+        return random_pipeline(RANDOM[name_or_path]), {"native_size": RANDOM_NATIVE[RANDOM[name_or_path]]}
     if name_or_path in EMBEDDED:
         folder = EMBEDDED_DIR / EMBEDDED[name_or_path]
         if not (folder / "model_index.json").is_file():

@@ -124,6 +124,8 @@ class SDFlowModel(FlowModel):
     def device(self) -> torch.device:
         return self.unet.device
 
+    pipeline_classes = ("StableDiffusionPipeline", "StableDiffusionXLPipeline", "StableDiffusionControlNetPipeline")
+
     @classmethod
     def handles(cls, pipe) -> bool:
         name = type(pipe).__name__

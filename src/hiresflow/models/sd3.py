@@ -49,6 +49,8 @@ class SD3FlowModel(DiTFlowModel):
         self.text_len = self.max_sequence_length + 77  # T5 tokens joined to the CLIP tokens
         self.cfg_batch = 2
 
+    pipeline_classes = ("StableDiffusion3Pipeline", "StableDiffusion3Img2ImgPipeline")
+
     @classmethod
     def handles(cls, pipe) -> bool:
         return type(pipe).__name__.startswith("StableDiffusion3") and hasattr(pipe, "transformer")
