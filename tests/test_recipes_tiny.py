@@ -16,6 +16,7 @@ FAST = {
     "demofusion": dict(steps=2, view_batch=64),
     "freescale": dict(steps=4),
     "diffusehigh": dict(steps=4, dwt_steps=2),
+    "anchored": dict(steps=4, dwt_steps=1),
 }
 SIZES = {"2x": dict(scale=2), "4x": dict(scale=4), "wide": dict(size=(128, 192))}
 

@@ -133,6 +133,8 @@ class InitSpec:
         only the decoded image, through diffusers' postprocess), "all" (decoded, resized and sharpened).
     upsampler: a `CfmUpsampleSpec` replaces the resize (and sharpening) of "upsampled" by the CFM latent
         upsampler; the result is then noised to σ_start as usual (HiFlow with init=cfm, or the `cfm` recipe).
+    upscaler: a learned super-resolution model of `hiresflow.upscalers` (e.g. "realesrgan-x4plus") replaces the
+        pixel resize: one pass of the model, then `interpolation` to the exact stage size (the `anchored` recipe).
     """
 
     start_from: Literal["noise", "upsampled", "reference_x0"] = "noise"
@@ -142,10 +144,17 @@ class InitSpec:
     encode: Literal["mode", "sample"] = "mode"
     clamp: Literal["none", "decoded", "all"] = "all"
     upsampler: CfmUpsampleSpec | None = None
+    upscaler: str | None = None
 
     def __post_init__(self) -> None:
         if self.upsampler is not None and self.start_from != "upsampled":
             raise ValueError("a CFM upsampler needs start_from='upsampled'")
+        if self.upscaler is not None:
+            from .upscalers import check_upscaler
+
+            check_upscaler(self.upscaler)
+            if self.space != "pixel" or self.upsampler is not None:
+                raise ValueError("a learned upscaler enlarges pixels: use space='pixel' and no CFM upsampler")
         check_choice("init start_from", self.start_from, ("noise", "upsampled", "reference_x0"))
         check_choice("space", self.space, ("pixel", "latent"))
         check_choice("interpolation", self.interpolation, INTERPOLATIONS)

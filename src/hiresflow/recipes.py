@@ -270,6 +270,7 @@ def hiflow(model: FlowModel, native, target, base_steps: int = 30, stage_steps=H
             if init == "official":
                 ini = InitSpec("upsampled", "pixel", "bicubic", SharpenSpec(), "mode", clamp_init)
             elif init == "cfm":  # the CFM upsample replaces the sharpened bicubic upsample, then re-noised
+                _check_cfm(model, cfm_model)
                 ini = InitSpec("upsampled", "pixel", "bicubic", None, "mode", clamp_init,
                                upsampler=CfmUpsampleSpec(cfm_model, cfm_solver, cfm_nfe))
             else:
@@ -536,6 +537,55 @@ def diffusehigh(model: FlowModel, native, target, steps: int | None = None, nois
     return Plan("diffusehigh", stages)
 
 
+def _check_cfm(model: FlowModel, name: str) -> None:
+    """Refuse, before anything is sampled, a CFM upsampler trained on another latent space (one line)."""
+    from .cfm.stage import attach_upsampler
+
+    attach_upsampler(model, name)
+
+
+def anchored(model: FlowModel, native, target, steps: int | None = None, upscaler: str = "auto",
+             noising: float = 0.4, dwt_steps: int = 5, dwt_level: int = 1, wavelet: str = "db4",
+             sharpen: bool | None = None, dype: bool | str = "auto", dype_method: str = "yarn",
+             guidance: float | None = None, stage_guidance: float | None = None) -> Plan:
+    """hiresflow's own recipe (docs/methods/anchored.md), built from the pieces that measured best on the
+    reference world: the native pass; one jump to the target through a learned super-resolution model
+    (`upscaler`, Real-ESRGAN x4plus; "auto" = it when the `sr` extra is installed, else DiffuseHigh's bicubic +
+    sharpening; None = bicubic); re-noise to the last int(`noising`·N) steps; DiffuseHigh's structure guidance
+    (the DWT low band of x̂0 replaced by the enlargement's for the first `dwt_steps` steps, `dwt_level`,
+    `wavelet`); DyPE on the RoPE of that pass (`dype`: "auto" = on for families with a rotary embedding).
+    One pass at the target, so its time is the native pass + int(noising·N) target steps + one SR pass."""
+    check_fraction("noising", noising)
+    if upscaler == "auto":
+        from .upscalers import unavailable_reason
+
+        upscaler = "realesrgan-x4plus" if unavailable_reason() is None else None
+    elif upscaler is not None:
+        from .upscalers import require
+
+        require(upscaler)  # a bad name or a missing package fails before anything is sampled
+    if sharpen is None:
+        sharpen = upscaler is None
+    if dype == "auto":
+        try:
+            model.rope_axes()
+            dype = True
+        except ValueError:
+            dype = False
+    rope = dype_rope(dype, dype_method)
+    if rope is not None:
+        model.rope_axes()  # one line for families without RoPE
+    n = _steps(model, steps)
+    k = max(1, min(n, round(noising * n)))
+    hi = Stage(size=target, schedule=ScheduleSpec(steps=n, start=n - k),
+               init=InitSpec("upsampled", "pixel", "bicubic", SharpenSpec() if sharpen else None, "mode", "decoded",
+                             upscaler=upscaler),
+               guides=[StructureGuidanceConfig(dwt_steps, dwt_level, "pixel", wavelet, False)] if dwt_steps else [],
+               guidance=guidance if stage_guidance is None else stage_guidance,
+               patches=[rope] if rope is not None else [], name="anchored")
+    return Plan("anchored", [_native_stage(model, native, n, guidance=guidance), hi])
+
+
 def cfm(model: FlowModel, native, target, steps: int | None = None, nfe: int = 10, solver: str = "euler",
         upsampler: str = "cfm-x2", guidance: float | None = None, factor: int = 2) -> Plan:
     """Coupling Flow Matching (docs/methods/cfm.md): native generation, then one trained ×`factor` CFM latent
@@ -550,6 +600,7 @@ def cfm(model: FlowModel, native, target, steps: int | None = None, nfe: int = 1
                          f"of {factor} times the native {native[1]}x{native[0]} (use --scale {factor} or "
                          f"{factor * factor})")
     spec = CfmUpsampleSpec(upsampler, solver, nfe)
+    _check_cfm(model, upsampler)
     stages = [_native_stage(model, native, steps, guidance=guidance)]
     for j in range(k):
         size = (native[0] * factor ** (j + 1), native[1] * factor ** (j + 1))
@@ -585,6 +636,8 @@ RECIPES: dict[str, Recipe] = {
         Recipe("freescale", freescale, "FreeScale self-cascade with dilated conv, scale fusion and FreeU (U-Nets)"),
         Recipe("hidiffusion", hidiffusion, "HiDiffusion: RAU-Net and MSW-MSA in one pass at the target (U-Nets)"),
         Recipe("diffusehigh", diffusehigh, "DiffuseHigh: re-noise and DWT low-band structure guidance"),
+        Recipe("anchored", anchored, "hiresflow's own: SR enlargement, re-noise, DWT low-band anchoring, DyPE "
+                                     "(one pass at the target)"),
         Recipe("cfm", cfm, "trained Coupling Flow Matching latent upsampler, ×2 per stage (few ODE steps)"),
     ]
 }

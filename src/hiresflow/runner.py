@@ -89,7 +89,13 @@ def _upsample(model: FlowModel, prev: StageResult, stage: Stage, shape, gen: tor
         img = prev.image_unclamped if prev.image_unclamped is not None else model.decode(prev.latent, clamp=False)
     else:
         img = prev.image if prev.image is not None else model.decode(prev.latent)
-    img = resize_image(img, (h, w), init.interpolation, clamp=init.clamp == "all")
+    if init.upscaler is not None:  # learned super-resolution, then the exact size (hiresflow.upscalers)
+        from .upscalers import super_resolve
+
+        img = super_resolve(img.clamp(0, 1), (h, w), init.upscaler, init.interpolation)
+        info["upscaler"] = init.upscaler
+    else:
+        img = resize_image(img, (h, w), init.interpolation, clamp=init.clamp == "all")
     if init.sharpen is not None:
         s = init.sharpen
         img, used = random_unsharp_mask(img, gen, s.sigma_range, s.kernel_size, s.amount)

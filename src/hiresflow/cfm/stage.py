@@ -59,7 +59,8 @@ def attach_upsampler(model, name: str) -> CfmUpsampler:
     if up.meta.vae_digest and fp != up.meta.vae_digest:
         raise ValueError(f"the CFM upsampler {name} was trained on the latents of another VAE than "
                          f"{getattr(model, 'name', 'this model')}'s; it works with models sharing the embedded "
-                         f"tiny-flux/tiny-sd VAE (train one for this VAE with `hiresflow train cfm --vae ...`)")
+                         f"tiny-flux/tiny-sd VAE; use hiflow's default init or another recipe (or train an upsampler "
+                         f"for this VAE with `hiresflow train cfm --vae ...`)")
     up.unet.to(vae.device)
     cache[name] = up
     return up
