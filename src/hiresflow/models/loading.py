@@ -21,8 +21,8 @@ __all__ = ["load_model", "load_pipeline", "wrap_pipeline", "check_device", "chec
 
 EMBEDDED_DIR = Path(__file__).resolve().parent.parent / "embedded"
 EMBEDDED = {"tiny-flux": "tiny-flux", "tiny-sd": "tiny-sd", "tiny-flux-v1": "tiny-flux-v1", "tiny-sd-v1": "tiny-sd-v1"}
-RANDOM = {"random-tiny-flux": "flux", "random-tiny-sd": "sd", "random-tiny-sdxl": "sdxl", "random-tiny-sd3": "sd3", "random-tiny-chroma": "chroma", "random-tiny-sd35": "sd35"}
-RANDOM_NATIVE = {"flux": 64, "sd": 64, "sdxl": 128, "sd3": 128, "chroma": 64, "sd35": 128}
+RANDOM = {"random-tiny-flux": "flux", "random-tiny-sd": "sd", "random-tiny-sdxl": "sdxl", "random-tiny-sd3": "sd3", "random-tiny-chroma": "chroma", "random-tiny-sd35": "sd35", "random-tiny-zimage": "zimage"}
+RANDOM_NATIVE = {"flux": 64, "sd": 64, "sdxl": 128, "sd3": 128, "chroma": 64, "sd35": 128, "zimage": 64}
 MODEL_NAMES = tuple(EMBEDDED) + tuple(RANDOM)
 
 
