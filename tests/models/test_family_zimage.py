@@ -200,6 +200,7 @@ FAST = {
     "dype": dict(steps=3),
     "dype+hiflow": dict(base_steps=4, stage_steps=(2, 2)),
     "ultraimage": dict(steps=3, hires_steps=3, concentration=False),
+    "anchored": dict(steps=4, dwt_steps=1),
 }
 
 
@@ -225,6 +226,7 @@ def test_hiflow_and_imax_put_the_toolkit_on_zimage(model):
     ("hidiffusion", {}, "U-Net methods"),
     ("hiflow", dict(windowed_attention=0.5), "windowed attention"),
     ("ultraimage", dict(steps=2, hires_steps=2), "attention concentration applies to"),
+    ("cfm", dict(steps=2), "another VAE"),
 ])
 def test_what_does_not_apply_fails_with_one_line(model, recipe, params, match):
     with pytest.raises(ValueError, match=match) as err:
