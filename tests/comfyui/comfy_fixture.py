@@ -4,7 +4,7 @@ The archive lives at `../shared/fixtures/comfyui/` from the repository root (its
 facts this follows). It is unpacked once, after its sha256 is checked, into `.cache/comfyui-<commit>` at the
 repository root (outside the test paths: ComfyUI's own tests and pytest.ini must not be collected).
 
-`python tests/comfyui/fixture.py install` (run by .ci/run when the fixture exists) installs ComfyUI's
+`python tests/comfyui/comfy_fixture.py install` (run by .ci/run when the fixture exists) installs ComfyUI's
 requirements into the running interpreter's environment with a constraints file holding torch==2.13.0 and
 without torch, torchvision, torchaudio, spandrel (its torchvision would replace the CPU torch with a CUDA build) and
 the optional workflow templates, plus `requests`, which ComfyUI imports but does not list.
@@ -97,7 +97,7 @@ def install_requirements(python: str = sys.executable) -> None:
 
 if __name__ == "__main__":
     if len(sys.argv) != 2 or sys.argv[1] not in ("install", "unpack"):
-        sys.exit("usage: python tests/comfyui/fixture.py install|unpack")
+        sys.exit("usage: python tests/comfyui/comfy_fixture.py install|unpack")
     reason = fixture_missing()
     if reason:
         print(f"skipped: {reason}")
