@@ -326,7 +326,7 @@ class FlowModel(ABC):
 
 
 # The modules of `hiresflow.models` that hold the built-in adapters; a new family adds its module here.
-FAMILY_MODULES: tuple[str, ...] = ("flux", "sd", "sd3", "chroma", "zimage", "flux2")
+FAMILY_MODULES: tuple[str, ...] = ("flux", "sd", "sd3", "chroma", "zimage", "flux2", "qwenimage")
 
 
 def adapter_classes() -> list[type[FlowModel]]:

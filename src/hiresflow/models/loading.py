@@ -21,8 +21,8 @@ __all__ = ["load_model", "load_pipeline", "wrap_pipeline", "check_device", "chec
 
 EMBEDDED_DIR = Path(__file__).resolve().parent.parent / "embedded"
 EMBEDDED = {"tiny-flux": "tiny-flux", "tiny-sd": "tiny-sd", "tiny-flux-v1": "tiny-flux-v1", "tiny-sd-v1": "tiny-sd-v1"}
-RANDOM = {"random-tiny-flux": "flux", "random-tiny-sd": "sd", "random-tiny-sdxl": "sdxl", "random-tiny-sd3": "sd3", "random-tiny-chroma": "chroma", "random-tiny-sd35": "sd35", "random-tiny-zimage": "zimage", "random-tiny-flux2": "flux2", "random-tiny-flux2-klein": "flux2_klein"}
-RANDOM_NATIVE = {"flux": 64, "sd": 64, "sdxl": 128, "sd3": 128, "chroma": 64, "sd35": 128, "zimage": 64, "flux2": 64, "flux2_klein": 64}
+RANDOM = {"random-tiny-flux": "flux", "random-tiny-sd": "sd", "random-tiny-sdxl": "sdxl", "random-tiny-sd3": "sd3", "random-tiny-chroma": "chroma", "random-tiny-sd35": "sd35", "random-tiny-zimage": "zimage", "random-tiny-flux2": "flux2", "random-tiny-flux2-klein": "flux2_klein", "random-tiny-qwenimage": "qwenimage"}
+RANDOM_NATIVE = {"flux": 64, "sd": 64, "sdxl": 128, "sd3": 128, "chroma": 64, "sd35": 128, "zimage": 64, "flux2": 64, "flux2_klein": 64, "qwenimage": 80}
 MODEL_NAMES = tuple(EMBEDDED) + tuple(RANDOM)
 
 
