@@ -241,6 +241,20 @@ def test_transforms_see_one_call_over_text_and_image(model, cond):
     assert seen == [RopeCall(lengths=(1, 8, 12, t), seq_len=t + 8 * 12, sigma=0.25)]
 
 
+def test_text_axis_stays_stock_under_every_transform(model, cond):
+    """I-Max's NTK RoPE scales every axis of FLUX.1 (all its text ids are 0); FLUX.2's text order on l and the
+    reference index t stay stock: the text rows of the tables equal stock, the image rows change."""
+    from hiresflow.patches.rope_frequencies import IMaxNTKRope
+
+    ids = torch.cat([cond.text_ids, latent_ids(8, 12)])
+    t = model.text_tokens(cond)
+    stock = model.transformer.pos_embed(ids)
+    with model.rope_applied(IMaxNTKRope(10.0, True, t, 16), 0.5):
+        cos, sin = model.transformer.pos_embed(ids)
+    assert torch.equal(cos[:t], stock[0][:t]) and torch.equal(sin[:t], stock[1][:t])
+    assert not torch.allclose(cos[t:], stock[0][t:])
+
+
 def test_proportional_attention_scales_the_whole_table(model, cond):
     from hiresflow.patches.attention import ProportionalAttentionPatch
     from hiresflow.stage import StepContext

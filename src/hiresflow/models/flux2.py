@@ -24,7 +24,9 @@ empty `txt_ids` (`_JointRows` answers the empty call), which gives the same tabl
 rotary patch see the whole sequence in one call, as on FLUX.1 (its positions per axis, its length).
 RoPE: 4 axes of `axes_dims_rope` = (32, 32, 32, 32) columns, θ = `rope_theta` = 2000, frequencies in float64,
 cos/sin interleaved; axes h and w extrapolate (native length = native side / 16 tokens, 64 at 1024²), t and l
-never do.
+never do and stay stock under every transform (`SpatialAxesOnly`): FLUX.1's NTK/PI RoPE of the HiFlow and I-Max
+codes scales its index axis too, but every FLUX.1 id is 0 there, whereas FLUX.2's l axis carries the text order,
+which no resolution method means to change.
 
 Time and velocity. The scheduler's timestep is 1000·σ and the pipeline calls the transformer with timestep/1000,
 i.e. σ (the transformer multiplies by 1000 again); its output is the flow velocity v = ε − x0
@@ -48,15 +50,18 @@ from __future__ import annotations
 
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
+from typing import ClassVar
 
 import torch
 from torch import nn
 
 from ..flow.schedule import flow_sigmas
+from ..patches.rope_frequencies import AxisFrequencies, FrequencyTransform, base_frequencies
 from .base import LatentGeometry, VaeCodec
 from .dit import DiTFlowModel
 
-__all__ = ["Flux2FlowModel", "Flux2Cond", "Flux2Codec", "empirical_mu", "patchify", "unpatchify", "latent_ids"]
+__all__ = ["Flux2FlowModel", "Flux2Cond", "Flux2Codec", "SpatialAxesOnly", "empirical_mu", "patchify", "unpatchify",
+           "latent_ids"]
 
 
 def patchify(raw: torch.Tensor) -> torch.Tensor:
@@ -131,6 +136,21 @@ class Flux2Codec(VaeCodec):
             img = vae.decode(raw).sample
         img = (img.float() + 1) / 2
         return img.clamp(0, 1) if clamp else img
+
+
+class SpatialAxesOnly(FrequencyTransform):
+    """`inner`'s frequencies on the axes that extrapolate (h, w), the stock ones on the others (t, l)."""
+
+    name: ClassVar[str] = "spatial-only"
+
+    def __init__(self, inner: FrequencyTransform):
+        self.inner = inner
+        self.needs_sigma = inner.needs_sigma
+
+    def frequencies(self, axes, call):
+        out = self.inner.frequencies(axes, call)
+        return [f if a.native_len is not None else AxisFrequencies(base_frequencies(a.dim, a.theta))
+                for a, f in zip(axes, out)]
 
 
 class _JointRows(nn.Module):
@@ -295,11 +315,12 @@ class Flux2FlowModel(DiTFlowModel):
     @contextmanager
     def rope_applied(self, transform, sigma):
         """`RotaryAxesEmbed` (`Flux2PosEmbed`'s output format: cos, sin [S, Σd] float32, interleaved) with
-        `transform`'s frequencies, over the joint [text; image] table of the call."""
+        `transform`'s frequencies on h and w (t and l stock), over the joint [text; image] table of the call."""
         from ..patches.base import swapped
         from ..patches.rope import RotaryAxesEmbed
 
-        with swapped(self.transformer, "pos_embed", RotaryAxesEmbed(self.rope_axes(), transform, sigma)):
+        embed = RotaryAxesEmbed(self.rope_axes(), SpatialAxesOnly(transform), sigma)
+        with swapped(self.transformer, "pos_embed", embed):
             yield
 
     # ------------------------------------------------------------ calls
