@@ -129,8 +129,6 @@ class ZImageRope:
 
     def __call__(self, ids: torch.Tensor) -> torch.Tensor:
         call = self.call if self.call is not None else self._call_info(ids)
-        if self.call is not None:
-            call = replace(call, sigma=self.sigma)
         sizes = [int(v) + 1 for v in ids.amax(dim=0).tolist()]
         tables = []
         for i, freq in enumerate(self.frequencies(call)):
@@ -302,11 +300,11 @@ class ZImageFlowModel(DiTFlowModel):
     def denoiser(self) -> torch.nn.Module:
         return self.transformer
 
-    def _rope_call(self, captions: list[torch.Tensor], rows: int, cols: int, k: int) -> RopeCall:
+    def _rope_call(self, captions: list[torch.Tensor], rows: int, cols: int, k: int, sigma: float | None) -> RopeCall:
         """What a transform sees for one transformer call: the sequence axis up to the image's position after the
-        longest padded caption, the token grid, and one sequence's text (all copies) + image tokens."""
+        longest padded caption, the token grid, one sequence's text (all copies) + image tokens, the step's σ."""
         seq = padded(max(int(c.shape[0]) // k for c in captions)) + 2
-        return RopeCall(lengths=(seq, rows, cols), seq_len=int(captions[0].shape[0]) + rows * cols)
+        return RopeCall(lengths=(seq, rows, cols), seq_len=int(captions[0].shape[0]) + rows * cols, sigma=sigma)
 
     @contextmanager
     def _caption_layout(self, copy_lens: list[int], copies: tuple[int, int], tile: tuple[int, int]):
@@ -342,7 +340,7 @@ class ZImageFlowModel(DiTFlowModel):
         latents = list(x.to(device=self.device, dtype=self.dtype).unsqueeze(2).unbind(dim=0))
         caps = [c.to(device=self.device, dtype=self.dtype) for c in captions]
         emb = self.transformer.rope_embedder
-        bound = replace(emb, call=self._rope_call(caps, h // self.patch, w // self.patch, k)) \
+        bound = replace(emb, call=self._rope_call(caps, h // self.patch, w // self.patch, k, emb.sigma)) \
             if isinstance(emb, ZImageRope) else emb
         with swapped(self.transformer, "rope_embedder", bound), \
                 self._caption_layout([int(c.shape[0]) // k for c in caps], copies, tile):
