@@ -200,7 +200,7 @@ FAST = {
     "dype": dict(steps=3),
     "dype+hiflow": dict(base_steps=4, stage_steps=(2, 2)),
     "ultraimage": dict(steps=3, hires_steps=3, concentration=False),
-    "anchored": dict(steps=4, dwt_steps=1),
+    "anchored": dict(steps=4, dwt_steps=1, upscaler=None),  # bicubic: Real-ESRGAN is a family-neutral extra
 }
 
 
