@@ -1,7 +1,7 @@
 """A tiny random-weight Qwen-Image pipeline (diffusers `QwenImagePipeline`), built fully offline.
 
 `tiny_pipeline(seed)` returns a genuine `QwenImagePipeline` whose components have the architecture of
-Qwen/Qwen-Image shrunk to a few hundred thousand parameters (≈ 420 k); `NATIVE` is its native size.
+Qwen/Qwen-Image shrunk to a few hundred thousand parameters (≈ 440 k); `NATIVE` is its native size.
 
 Kept as in the real checkpoint (the hub's `transformer/config.json`, `vae/config.json`,
 `scheduler/scheduler_config.json`; tests/models/data/real_configs/qwenimage.json):
