@@ -210,6 +210,30 @@ def test_mscale_multiplies_the_tables(model):
     assert torch.allclose(txt.abs()[:, 2:], torch.full((4, 14), m, dtype=torch.float32))
 
 
+def test_proportional_attention_scales_the_tables(model, cond):
+    from hiresflow.models.qwenimage import QwenProportionalAttentionPatch
+
+    text = model.text_tokens(cond)
+    patch = QwenProportionalAttentionPatch(model.transformer, text + 25)  # 5 × 5 native tokens
+    native = torch.randn((1, 16, 10, 10), generator=torch.Generator().manual_seed(2))
+    big = torch.randn((1, 16, 20, 20), generator=torch.Generator().manual_seed(2))
+    with patch.applied(big, None):
+        at_native, at_2x = model._call(native, 0.5, cond), model._call(big, 0.5, cond)
+        vid, txt = model.transformer.pos_embed([[(1, 10, 10)]], device=torch.device("cpu"), max_txt_seq_len=text)
+    assert torch.equal(at_native, model._call(native, 0.5, cond))  # L = L_train: m = 1
+    assert (at_2x - model._call(big, 0.5, cond)).abs().max() > 1e-4
+    r = np.sqrt(np.sqrt(np.log(100 + text) / np.log(25 + text)))  # √m on q and k: q·k × m
+    assert torch.allclose(vid.abs(), torch.full(vid.shape, r, dtype=torch.float32))
+    assert torch.allclose(txt.abs(), torch.full(txt.shape, r, dtype=torch.float32))
+    assert model.transformer.pos_embed is model._stock_rope
+
+
+def test_guidance_distilled_transformers_are_refused():
+    with pytest.raises(ValueError) as err:
+        QwenImageFlowModel(tiny_pipeline(transformer={"guidance_embeds": True}))
+    assert "guidance_embeds=True" in _one_line(err)
+
+
 # ---------------------------------------------------------------- (d) recipes
 
 FAST = {
