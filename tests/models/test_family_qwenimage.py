@@ -275,12 +275,10 @@ def test_refusals_are_one_line(model):
     with pytest.raises(ValueError) as err:
         build_plan("hiflow", model, scale=2, windowed_attention=0.5)
     assert "windowed_attention=None" in _one_line(err)
-    plan = build_plan("demofusion", model, scale=2, steps=2)  # view/2 latent px: odd here, as at 1328² (83)
-    with pytest.raises(ValueError) as err:
-        run_plan(model, plan, PROMPT)
+    with pytest.raises(ValueError) as err:  # view/2 latent px: odd here, as at 1328² (83)
+        run_plan(model, build_plan("demofusion", model, scale=2, steps=2), PROMPT)
     assert "multiples of the patch size 2" in _one_line(err)
-    plan = build_plan("ultraimage", model, scale=2, steps=2, hires_steps=2)  # attention concentration is FLUX's
-    with pytest.raises(ValueError) as err:
-        run_plan(model, plan, PROMPT)
+    with pytest.raises(ValueError) as err:  # attention concentration replaces FLUX attention processors
+        run_plan(model, build_plan("ultraimage", model, scale=2, steps=2, hires_steps=2), PROMPT)
     assert "qwenimage" in _one_line(err) and "switch it off" in str(err.value)
     assert model.transformer.pos_embed is model._stock_rope
