@@ -12,8 +12,9 @@ Facts, each from diffusers 0.42 (`pipelines/qwenimage/pipeline_qwenimage.py` unl
 - σ rule: t_i = linspace(1, 1/N, N); μ = `calculate_shift`(image tokens; base/max_image_seq_len,
   base/max_shift of the scheduler config, Qwen-Image 256/8192, 0.5/0.9); σ = e^μ / (e^μ + 1/t − 1) (the
   scheduler's exponential `time_shift`; "linear": μ / (μ + 1/t − 1)); then, when the config has
-  `shift_terminal` (Qwen-Image 0.02), `stretch_shift_to_terminal`: σ ← 1 − (1 − σ)·(1 − terminal)/(1 − σ_N−1),
-  so the last evaluated σ is the terminal value; a final 0 is appended (`schedule`).
+  `shift_terminal` (Qwen-Image 0.02), `stretch_shift_to_terminal`:
+  σ ← 1 − (1 − σ)·(1 − terminal)/(1 − σ_N−1), so the last evaluated σ is the terminal value; a final 0 is
+  appended (`schedule`).
 - guidance: true classifier-free guidance when `true_cfg_scale` > 1 and a negative prompt is given, two
   transformer calls and the pipeline's renormalisation on the packed tokens (norms over the last, channel axis):
   comb = v_neg + s·(v_cond − v_neg), v = comb·‖v_cond‖/‖comb‖. The transformer's `guidance_embeds` path is a
