@@ -78,6 +78,7 @@ JSON_TABLES = {
     "benchmarks/results/msw_msa_speed.json": "msw_msa_speed",
     "benchmarks/results/windowed_attention_speed.json": "windowed_attention_speed",
     "benchmarks/results/guide_overhead.json": "guide_overhead",
+    "benchmarks/results/support_matrix.json": "support_matrix",
     "benchmarks/results/upscale_reference_trajectory.json": "upscale_reference_trajectory",
 }
 

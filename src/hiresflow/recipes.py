@@ -690,4 +690,6 @@ def build_plan(name: str, model: FlowModel, *, scale: float | None = None, size:
     plan.params = _plain({"scale": scale, "size": list(target), **{k: params.get(k, v) for k, v in valid.items()}})
     for st in plan.stages:
         model.geometry.validate(*st.size)
+        for patch in st.patches:  # a patch the family cannot take is refused now, not after the native pass
+            model.check_patch(patch)
     return plan

@@ -1,0 +1,170 @@
+"""Which method runs on which model family: the support matrix of the docs, from what the adapters declare.
+
+    python benchmarks/support_matrix.py [--out benchmarks/results/support_matrix.json]
+
+For the embedded models and every family with a random tiny model (`hiresflow.models.loading.RANDOM`: FLUX.1, SD 1.x, SDXL, SD3, and the
+newer families registered there) it builds that model and, for every recipe of `hiresflow.recipes.RECIPES`,
+asks the recipe for a plan at 2× the native size. A plan that builds is a ✓ cell and is then *run* (tiny step
+counts, `FAST`), so a ✓ means "ran here", not "should run"; a recipe that refuses the family is a ✗ cell whose
+reason is the recipe's own one-line error. The DiT/U-Net toolkit options are read from the adapter's declared
+patch configs (`FlowModel.patch_types`) and its RoPE description (`rope_axes`), with the refusal line where the
+adapter gives one. tests/test_support_matrix.py recomputes the matrix and compares it with the committed JSON;
+the docs page (docs/models/index.md) shows the committed tables.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+OUT = ROOT / "benchmarks" / "results" / "support_matrix.json"
+PROMPT = "three pine trees by a lake at night"
+
+# tiny step counts per recipe: enough to exercise every stage, guide and patch
+FAST: dict[str, dict] = {
+    "direct": dict(steps=2),
+    "upscale": dict(steps=2),
+    "sdedit": dict(steps=3),
+    "hiflow": dict(base_steps=3, stage_steps=(2,)),
+    "imax": dict(steps=2, hires_steps=2),
+    "dype": dict(steps=2),
+    "dype+hiflow": dict(base_steps=3, stage_steps=(2,)),
+    "ultraimage": dict(steps=2, hires_steps=2),
+    "demofusion": dict(steps=2, view_batch=64),
+    "freescale": dict(steps=3),
+    "hidiffusion": dict(steps=2),
+    "diffusehigh": dict(steps=3, dwt_steps=1),
+    "anchored": dict(steps=3, dwt_steps=1, upscaler=None),
+    "cfm": dict(steps=2, nfe=2),
+}
+
+# toolkit options: (column, patch config class path, what the option is)
+OPTIONS = [
+    ("NTK / PI RoPE", "hiresflow.patches.rope:RopeScalingConfig"),
+    ("DyPE / YaRN", "hiresflow.patches.rope:RopeExtrapolationConfig"),
+    ("proportional attention", "hiresflow.patches.attention:ProportionalAttentionConfig"),
+    ("text duplication", "hiresflow.patches.text_dup:TextDuplicationConfig"),
+    ("shifted patches", "hiresflow.patches.shifted_patches:ShiftedPatchesConfig"),
+    ("windowed attention", "hiresflow.patches.windowed_attention:WindowedAttentionConfig"),
+    ("RAU-Net / MSW-MSA / dilated conv / FreeU", "hiresflow.patches.unet_toolkit:UNetToolkit"),
+]
+
+
+def _load(path: str):
+    import importlib
+
+    module, name = path.split(":")
+    return getattr(importlib.import_module(module), name)
+
+
+def _option(model, path: str) -> tuple[bool, str]:
+    """(supported, reason) of one toolkit option on `model`."""
+    cls = _load(path)
+    if cls.__name__ == "UNetToolkit":
+        try:
+            model.unet_patches(cls(rau_net=True), strict=True)
+            return True, ""
+        except ValueError as err:
+            return False, str(err)
+    if cls.__name__.startswith("Rope"):
+        try:
+            model.rope_axes()
+        except ValueError as err:
+            return False, str(err)
+    if issubclass(cls, model.patch_types()):
+        return True, ""
+    return False, f"the {model.family} adapter does not declare {getattr(cls, 'what', cls.__name__)}"
+
+
+def family_row(name: str, run: bool = True, log=print) -> dict:
+    """One family: its recipes (✓ with run seconds, or ✗ with the refusal) and its toolkit options."""
+    import torch
+
+    from hiresflow.models.loading import load_model
+    from hiresflow.recipes import RECIPES, build_plan
+    from hiresflow.runner import run_plan
+
+    torch.manual_seed(0)
+    model = load_model(name, device="cpu")
+    row = {"model": name, "family": model.family, "pipeline": type(getattr(model, "pipe", model)).__name__,
+           "recipes": {}, "options": {}}
+    for recipe in RECIPES:
+        try:
+            plan = build_plan(recipe, model, scale=2, **FAST.get(recipe, {}))
+        except ValueError as err:
+            row["recipes"][recipe] = {"ok": False, "why": str(err)}
+            continue
+        cell = {"ok": True}
+        if run:
+            t0 = time.perf_counter()
+            res = run_plan(model, plan, PROMPT, seed=1, progress=False)
+            h, w = plan.target_size
+            if tuple(res.image.shape[-2:]) != (h, w) or not torch.isfinite(res.image).all():
+                raise RuntimeError(f"{recipe} on {name}: image {tuple(res.image.shape)} not finite or not {w}x{h}")
+            cell["seconds"] = round(time.perf_counter() - t0, 2)
+        row["recipes"][recipe] = cell
+        log(f"{name:24s} {recipe:12s} {'ok' if cell['ok'] else 'refused'}")
+    for column, path in OPTIONS:
+        ok, why = _option(model, path)
+        row["options"][column] = {"ok": ok, "why": why}
+    return row
+
+
+def families() -> list[str]:
+    """The embedded models (the only ones sharing the CFM upsampler's VAE) and every random tiny family."""
+    from hiresflow.models.loading import RANDOM
+
+    return ["tiny-flux", "tiny-sd", *RANDOM]
+
+
+def compute(run: bool = True, log=print) -> dict:
+    return {"families": [family_row(n, run=run, log=log) for n in families()]}
+
+
+def _cell(c: dict) -> str:
+    return "✓" if c["ok"] else "✗"
+
+
+def tables(data: dict) -> dict[str, str]:
+    """`recipes`: family × recipe (✓ ran at 2× in the matrix run; ✗ refused); `options`: family × toolkit option;
+    `why`: the one-line reason of every ✗."""
+    fams = data["families"]
+    recipes = list(fams[0]["recipes"]) if fams else []
+    head = "| model (family) | " + " | ".join(recipes) + " |"
+    lines = [head, "|---|" + "---|" * len(recipes)]
+    for f in fams:
+        lines.append(f"| {f['model']} ({f['family']}) | " + " | ".join(_cell(f["recipes"][r]) for r in recipes) + " |")
+    cols = [c for c, _ in OPTIONS]
+    opt = ["| model (family) | " + " | ".join(cols) + " |", "|---|" + "---|" * len(cols)]
+    for f in fams:
+        opt.append(f"| {f['model']} ({f['family']}) | " + " | ".join(_cell(f["options"][c]) for c in cols) + " |")
+    why = ["| model | method or option | why not |", "|---|---|---|"]
+    for f in fams:
+        for kind in ("recipes", "options"):
+            for k, c in f[kind].items():
+                if not c["ok"]:
+                    why.append(f"| {f['model']} | {k} | {c['why'].replace('|', '/')} |")
+    return {"recipes": "\n".join(lines), "options": "\n".join(opt), "why": "\n".join(why)}
+
+
+def comparable(data: dict) -> dict:
+    """The matrix without timings (what a rerun must reproduce exactly)."""
+    return {"families": [{"model": f["model"], "family": f["family"], "pipeline": f["pipeline"],
+                          "recipes": {k: {"ok": c["ok"], "why": c.get("why", "")} for k, c in f["recipes"].items()},
+                          "options": f["options"]} for f in data["families"]]}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--out", type=Path, default=OUT)
+    args = ap.parse_args()
+    data = compute()
+    args.out.write_text(json.dumps(data, indent=1, ensure_ascii=False) + "\n")
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
