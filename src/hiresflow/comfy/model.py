@@ -133,6 +133,8 @@ class ComfyFlowModel(FlowModel):
         self.geometry.validate(*hw)
         self.codec = ComfyVaeCodec(vae, self.latent_format)
         self.default_guidance = float(cfg)
+        if not self.flow:
+            self.default_steps = 50  # as the diffusers SD adapter (`hiresflow.models.sd`)
         if steps is not None:
             self.default_steps = int(steps)
         self.inner = None
