@@ -34,12 +34,17 @@ def _fail(msg: str) -> None:
 
 
 def parse_overrides(items: List[str]) -> dict:
-    """`key=value` pairs; values are Python literals (numbers, lists, True/False, 'strings') or bare strings."""
+    """`key=value` pairs; values are Python literals (numbers, lists, True/False, 'strings') or bare strings;
+    true/false/none/null in any case are the booleans and None (shells and YAML write them lowercase)."""
+    words = {"true": True, "false": False, "none": None, "null": None}
     out = {}
     for item in items or []:
         if "=" not in item:
             raise ValueError(f"--set expects key=value, got {item!r}")
         key, raw = item.split("=", 1)
+        if raw.strip().lower() in words:
+            out[key.strip()] = words[raw.strip().lower()]
+            continue
         try:
             val = ast.literal_eval(raw)
         except (ValueError, SyntaxError):

@@ -295,7 +295,7 @@ def imax(model: FlowModel, native, target, steps: int = 30, hires_steps: int = 3
          hires_shift: float | str = 6.0, schedule: str = "cosine_decay", dwt_level: int = 1,
          projection_scale: float = 1.0, guidance: float | None = None, hires_guidance: float | None = None,
          ntk: float = 10.0, pi_floor: bool = True, proportional_attention: bool = True,
-         text_duplication: bool = True, shifted_patches: bool = True, shift_frame: str = "model",
+         text_duplication: bool | None = None, shifted_patches: bool = True, shift_frame: str = "model",
          windowed_attention: float | None = None, clamp_init: str = "none", official_vae_tiling: bool = False,
          dype: bool = False, dype_method: str = "yarn", dype_version: str = "official",
          dype_attention_scale: bool = True) -> Plan:
@@ -307,7 +307,13 @@ def imax(model: FlowModel, native, target, steps: int = 30, hires_steps: int = 3
     so the Haar projection runs on the padded grid. `clamp_init="none"` (official) encodes the upsampled native
     image with its overshoot; `official_vae_tiling=True` uses diffusers' tiled encode/decode for every VAE call
     as the official pipeline does, even at the native size. `dype=True` replaces the NTK/PI RoPE of the
-    high-resolution pass by DyPE (`dype_method`, `dype_version`); I-Max's own time shift (`hires_shift`) stays."""
+    high-resolution pass by DyPE (`dype_method`, `dype_version`); I-Max's own time shift (`hires_shift`) stays.
+    `text_duplication=None`: on where the family defines it (FLUX.1/.2, Chroma, Z-Image, SD3), off where its text
+    positions have no tile origin (Qwen-Image); True insists (one-line refusal there)."""
+    if text_duplication is None:
+        from .patches.text_dup import TextDuplicationConfig
+
+        text_duplication = issubclass(TextDuplicationConfig, model.patch_types())
     rope = dype_rope(dype, dype_method, dype_version, attention_scale=dype_attention_scale)
     if hires_guidance is None and model.guidance_kind == "embedded":
         hires_guidance = 7.0
@@ -378,7 +384,7 @@ def ultraimage(model: FlowModel, native, target, steps: int = 30, hires_steps: i
                hires_shift: float = 6.0, guided: bool = True, schedule: str = "cosine_decay", dwt_level: int = 1,
                projection_scale: float = 1.0, guidance: float | None = None, hires_guidance: float | None = None,
                rdfc: bool = True, freq_ids=None, train_scale: float = 2.0, correction: str = "riflex",
-               riflex_scale: float = 0.85, rope_gate: str = "sequence", concentration: bool = True,
+               riflex_scale: float = 0.85, rope_gate: str = "sequence", concentration: bool | None = None,
                lambda_min: float = 1.1, lambda_max: float = 1.3, gamma: float = 2.0, h_min: float = 0.44,
                h_max: float = 6.0, entropy_bounds: str = "fixed", mapping: str = "power", block: int = 128,
                measure_scale: str = "official", proportional_attention: bool = False,
@@ -395,11 +401,16 @@ def ultraimage(model: FlowModel, native, target, steps: int = 30, hires_steps: i
     proportional attention (the official attention path ignores it), shifted patchification on the guided pass.
     `guided=False`: the direct extrapolation — one pass at the target from noise with the same model side and
     schedule, no native pass, no shifted patches (the official pipeline without a guidance schedule).
-    `rdfc=False` / `concentration=False` drop either half (the paper's ablation). The paper's own values:
+    `rdfc=False` / `concentration=False` drop either half (the paper's ablation); `concentration=None` (default)
+    is on where the family implements it (FLUX.1, Chroma) and off elsewhere. The paper's own values:
     `riflex_scale=1`, `lambda_min=1.0`, `entropy_bounds="observed"`, `block=1` (token entropy, Eq. 10)."""
     from .patches.ultraimage import UltraImageAttentionConfig, UltraImageRopeConfig
 
     model.rope_axes()  # one line for families without RoPE
+    if concentration is None:  # on where the family has it (FLUX.1's attention processors), else off
+        from .patches.ultraimage import UltraImageAttentionConfig
+
+        concentration = issubclass(UltraImageAttentionConfig, model.patch_types())
     for name, flag in (("guided", guided), ("rdfc", rdfc), ("concentration", concentration)):
         if not isinstance(flag, bool):
             raise ValueError(f"{name} must be True or False, got {flag!r}")

@@ -326,7 +326,7 @@ def test_hiflow_and_imax_put_the_toolkit_on_flux2(model):
 @pytest.mark.parametrize("recipe, params, match", [
     ("hidiffusion", {}, "U-Net methods"),
     ("hiflow", dict(windowed_attention=0.5), "windowed attention"),
-    ("ultraimage", dict(steps=2, hires_steps=2), "attention concentration applies to"),
+    ("ultraimage", dict(steps=2, hires_steps=2, concentration=True), "attention concentration applies to"),
 ])
 def test_what_does_not_apply_fails_with_one_line(model, recipe, params, match):
     with pytest.raises(ValueError, match=match) as err:

@@ -241,8 +241,8 @@ FAST = {
     "upscale": dict(steps=3),
     "sdedit": dict(steps=4),
     "hiflow": dict(base_steps=4, stage_steps=(2, 2)),
-    "imax": dict(steps=3, hires_steps=3, text_duplication=False),
-    "demofusion": dict(steps=2, view_batch=64, view_stride=4),  # the default stride, view/2 = 5, is odd
+    "imax": dict(steps=3, hires_steps=3),
+    "demofusion": dict(steps=2, view_batch=64),  # view/2 = 5 latent px: the default stride rounds it to 4
     "freescale": dict(steps=4),
     "diffusehigh": dict(steps=4, dwt_steps=2),
     "dype": dict(steps=3),
@@ -269,16 +269,17 @@ def _one_line(err: pytest.ExceptionInfo) -> str:
 
 
 def test_refusals_are_one_line(model):
-    with pytest.raises(ValueError) as err:  # I-Max's default text duplication
-        build_plan("imax", model, scale=2)
+    assert build_plan("imax", model, scale=2)  # I-Max's default leaves text duplication off on Qwen-Image
+    with pytest.raises(ValueError) as err:  # asked for explicitly: refused
+        build_plan("imax", model, scale=2, text_duplication=True)
     assert "text_duplication=False" in _one_line(err)
     with pytest.raises(ValueError) as err:
         build_plan("hiflow", model, scale=2, windowed_attention=0.5)
     assert "windowed_attention=None" in _one_line(err)
-    with pytest.raises(ValueError) as err:  # view/2 latent px: odd here, as at 1328² (83)
-        run_plan(model, build_plan("demofusion", model, scale=2, steps=2), PROMPT)
+    with pytest.raises(ValueError) as err:  # an odd stride asked for explicitly (the default rounds 83 to 82)
+        run_plan(model, build_plan("demofusion", model, scale=2, steps=2, view_stride=5), PROMPT)
     assert "multiples of the patch size 2" in _one_line(err)
     with pytest.raises(ValueError) as err:  # attention concentration replaces FLUX attention processors
-        run_plan(model, build_plan("ultraimage", model, scale=2, steps=2, hires_steps=2), PROMPT)
+        run_plan(model, build_plan("ultraimage", model, scale=2, steps=2, hires_steps=2, concentration=True), PROMPT)
     assert "qwenimage" in _one_line(err) and "switch it off" in str(err.value)
     assert model.transformer.pos_embed is model._stock_rope

@@ -2,7 +2,7 @@
 
 In the flow frame every path is a velocity (an Euler step is linear in v, so averaging denoised views equals
 averaging their velocities on a shared σ grid; docs/methods/demofusion.md#local-path, #global-path):
-- local: views of the native latent size, stride = half a view, each shifted by a random integer jitter of at
+- local: views of the native latent size, stride = half a view (rounded down to the patch size), each shifted by a random integer jitter of at
   most J = (view − stride)/4 over a canvas zero-padded by J; official (`jitter_mode="outward"`): interior views
   move in [−J, J], the first view of an axis only outward [−J, 0], the last only outward [0, J], a view spanning
   the axis not at all — so every latent pixel stays covered; "symmetric" moves every view in [−J, J];
@@ -35,6 +35,12 @@ from ..flow.schedule import cosine_factor
 from ..stage import DenoiserConfig, Guide, GuideConfig, StageEnv, StepContext, VelocityFn
 
 __all__ = ["MultiViewConfig", "MeanStdResetConfig", "view_origins"]
+
+
+def default_stride(view: int, patch: int) -> int:
+    """Half a view (official), rounded down to the patch size so that views start on token boundaries
+    (Qwen-Image at 1328²: view 166 latent px → stride 82, not 83)."""
+    return max(patch, (view // 2) // patch * patch)
 
 
 def view_origins(length: int, view: int, stride: int) -> list[int]:
@@ -77,7 +83,7 @@ class MultiViewConfig(DenoiserConfig):
         g = model.geometry
         native = min(g.native) // g.vae_scale
         view = min(self.view_size or native, *latent_hw)
-        stride = min(self.stride or view // 2, view)
+        stride = min(self.stride or default_stride(view, g.patch), view)
         n_views = len(view_origins(latent_hw[0], view, stride)) * len(view_origins(latent_hw[1], view, stride))
         out = [((view, view), min(self.view_batch, n_views), math.ceil(n_views / self.view_batch))]
         s = max(1, round(max(latent_hw) / native))
@@ -99,7 +105,7 @@ class MultiViewDenoiser:
         p = geo.patch
         native_latent = min(geo.native) // geo.vae_scale
         self.view = cfg.view_size or native_latent
-        self.stride = cfg.stride or self.view // 2
+        self.stride = cfg.stride or default_stride(self.view, p)
         if self.view % p or self.stride % p:
             raise ValueError(f"view size {self.view} and stride {self.stride} must be multiples of the patch size {p}")
         self.patch = p
