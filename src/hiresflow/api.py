@@ -156,6 +156,8 @@ def generate(
     native: int | None = None,
     plan: Plan | None = None,
     allow_large: bool = False,
+    max_memory: str | int | None = None,
+    cache: str | None = None,
     **recipe_params,
 ) -> GenerationOutput:
     """Generate one high-resolution image with recipe `method` at `scale` (× native) or `size` = (H, W).
@@ -167,7 +169,12 @@ def generate(
 
     Before the model loads and again on the plan, before any model call, the resource guard
     (`hiresflow.resources`) refuses a job beyond this machine's free memory or time limit with
-    `hiresflow.resources.ResourceLimitError` (a ValueError); `allow_large=True` runs it anyway."""
+    `hiresflow.resources.ResourceLimitError` (a ValueError); `allow_large=True` runs it anyway.
+
+    `max_memory` ("24GB", or bytes): the memory plan (`hiresflow.memory_plan`) picks the cheapest diffusers
+    mechanisms (VAE tiling, offloading, layerwise casting) whose predicted peak fits, applies them to the pipeline
+    (which they change in place) and replaces the guard's memory check; nothing fitting is a one-line ValueError.
+    `cache` ("first-block:0.08", `hiresflow.caching`): diffusers step caching on the high-resolution stages."""
     from .quiet import resolve_progress
     from .recipes import build_plan
     from .resources import API, check_resources
@@ -194,13 +201,24 @@ def generate(
     if plan is None:
         plan = build_plan(method, model, scale=scale, size=tuple(size) if size is not None else None,
                           **recipe_params)
-    check_resources(plan, model, allow=allow_large, spelling=API)
+    cache_spec = None
+    if cache is not None:
+        from .caching import check_cache, parse_cache
+
+        cache_spec = parse_cache(cache)
+        check_cache(model, cache_spec)
+    memory = None
+    if max_memory is not None:
+        from .memory_plan import apply_memory_plan
+
+        memory = apply_memory_plan(model, plan, max_memory)
+    check_resources(plan, model, allow=allow_large, spelling=API, memory_checked=memory is not None)
     on_step = _step_callback(callback_on_step_end, plan) if callback_on_step_end is not None else None
     result = run_plan(model, plan, prompt, seed=seed, negative_prompt=negative_prompt, progress=progress,
-                      on_step=on_step)
+                      on_step=on_step, cache=cache_spec)
     native_img = result.stages[0].image if result.stages[0].image is not None else model.decode(result.stages[0].latent)
     timings = timings_of(result)
     timings["wall_seconds"] = time.perf_counter() - t0
     return GenerationOutput(images=[to_pil(result.image)], native_images=[to_pil(native_img)], plan=plan,
                             timings=timings, result=result, stopped=result.info.get("stopped"),
-                            extra={"model": model})
+                            extra={"model": model, "memory_plan": memory})

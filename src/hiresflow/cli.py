@@ -149,6 +149,10 @@ def generate(
     allow_large: bool = typer.Option(False, "--allow-large", help="run even when the memory or time estimate exceeds this machine"),
     device: Optional[str] = typer.Option(None, "--device", help="cpu, cuda, cuda:N or mps (default: cuda when available)"),
     quiet: bool = typer.Option(False, "--quiet", help="no progress bars"),
+    max_memory: Optional[str] = typer.Option(None, "--max-memory", help="memory the run may use, e.g. 24GB: the cheapest diffusers mechanisms whose predicted peak fits are applied (see `hiresflow plan --explain`)"),
+    cache: Optional[str] = typer.Option(None, "--cache", help="step caching per stage, NAME[:VALUE][@STAGES], e.g. first-block:0.08 (first-block, taylorseer, magcache, pab, faster; stages high (default), all or 1,2)"),
+    parallel: Optional[int] = typer.Option(None, "--parallel", help="processes sharing one image through diffusers' context parallelism (run under torchrun --nproc-per-node N)"),
+    native: Optional[int] = typer.Option(None, "--native", help="the model's native size in pixels per side, when its folder does not state it"),
 ):
     """Generate one high-resolution image and its native-size counterpart.
 
@@ -157,7 +161,8 @@ def generate(
     loads or before any model call (see --allow-large)."""
     with _user_errors(), _notes(quiet):
         paths, result, plan = _generate(prompt, model, method, scale, size, seed, out, negative, set_, from_,
-                                        overwrite, allow_large, device, quiet, trust_paths)
+                                        overwrite, allow_large, device, quiet, trust_paths,
+                                        max_memory=max_memory, cache=cache, parallel=parallel, native=native)
     for kind, path in paths.items():
         typer.echo(f"{kind}: {path}")
     h, w = result.image.shape[-2:]
@@ -190,7 +195,7 @@ def _recorded_plan(source, record: dict, model: str | None, trust_paths: bool):
 
 
 def _generate(prompt, model, method, scale, size, seed, out, negative, set_, from_, overwrite, allow_large, device,
-              quiet, trust_paths=False):
+              quiet, trust_paths=False, max_memory=None, cache=None, parallel=None, native=None):
     """Validate every argument, prepare --out, then load, plan, check resources, run and save."""
     from .checks import check_seed
     from .models.base import parse_size
@@ -237,6 +242,7 @@ def _generate(prompt, model, method, scale, size, seed, out, negative, set_, fro
             raise ValueError(f"recipe {method!r} has no parameter {', '.join(unknown)}; "
                              f"list them with `hiresflow recipes --params {method}`")
     device = check_device(device)
+    options = _run_options(max_memory, cache, parallel, native)
 
     from .resources import check_resources, preflight
 
@@ -257,13 +263,119 @@ def _generate(prompt, model, method, scale, size, seed, out, negative, set_, fro
                     m.geometry.validate(*st.size)
                 except ValueError as err:
                     raise ValueError(f"{from_}: plan.stages[{i}].size: {err}") from None
-        check_resources(plan, m, allow=allow_large)
+        memory = _apply_run_options(m, plan, options, device)
+        check_resources(plan, m, allow=allow_large, memory_checked=memory is not None)
+        if not options["main"]:  # other context-parallel processes compute the same image; rank 0 writes it
+            return {}, run_plan(m, plan, prompt, seed=seed, negative_prompt=negative, cache=options["cache"]), plan
         stem = image_stem(prompt, plan.recipe, model, plan.target_size, seed)
         with reserve_stem(out, stem, overwrite=overwrite) as slot:
             result = run_plan(m, plan, prompt, seed=seed, negative_prompt=negative,
-                              progress=progress_enabled(not quiet))
+                              progress=progress_enabled(not quiet), cache=options["cache"])
             paths = save_run(result, m, prompt, seed, out, slot.stem, negative_prompt=negative)
     return paths, result, plan
+
+
+def _run_options(max_memory, cache, parallel, native) -> dict:
+    """--max-memory, --cache, --parallel and --native checked before the model loads (one-line errors)."""
+    from .caching import parse_cache
+    from .memory_plan import parse_memory
+    from .parallel import ParallelSpec, check_parallel, is_main
+
+    if max_memory is not None:
+        parse_memory(max_memory)
+    spec = ParallelSpec(parallel) if parallel is not None else None
+    if spec is not None:
+        check_parallel(spec)
+    if native is not None and native <= 0:
+        raise ValueError(f"--native must be a positive number of pixels, got {native}")
+    return {"max_memory": max_memory, "cache": parse_cache(cache) if cache is not None else None,
+            "parallel": spec, "native": native, "main": spec is None or is_main()}
+
+
+def _apply_run_options(m, plan, options: dict, device):
+    """After loading: the native size, the cache check, context parallelism and the memory plan (returned)."""
+    if options["native"] is not None:
+        from dataclasses import replace
+
+        n = int(options["native"])
+        m.geometry.validate(n, n)
+        m.geometry = replace(m.geometry, native=(n, n))
+    if options["cache"] is not None:
+        from .caching import check_cache
+
+        check_cache(m, options["cache"])
+    spec = options["parallel"]
+    if spec is not None and spec.degree > 1:
+        from .parallel import check_plan, enable_context_parallel, init_distributed
+
+        check_plan(m, plan, spec)
+        init_distributed(m.device)
+        enable_context_parallel(m, spec)
+    if options["max_memory"] is None:
+        return None
+    from .memory_plan import apply_memory_plan
+
+    return apply_memory_plan(m, plan, options["max_memory"], str(device))
+
+
+@app.command("plan")
+def plan_command(
+    model: Optional[str] = typer.Option(None, "--model", "-m", help="a model name or folder (loaded), as for generate"),
+    arch: Optional[str] = typer.Option(None, "--arch", help="a published architecture priced without weights: flux-dev, sdxl or sd3-medium (the plan is built on the embedded model of the same family)"),
+    method: str = typer.Option("hiflow", "--method", help="recipe name"),
+    scale: Optional[float] = typer.Option(None, "--scale", help="linear upscale factor (default 4)"),
+    size: Optional[str] = typer.Option(None, "--size", help="target WIDTHxHEIGHT; wins over --scale"),
+    set_: List[str] = typer.Option([], "--set", help="recipe parameter override key=value (repeatable)"),
+    max_memory: Optional[str] = typer.Option(None, "--max-memory", help="the budget to choose mechanisms for, e.g. 24GB"),
+    device: Optional[str] = typer.Option(None, "--device", help="the device the run would use (cpu, cuda, …)"),
+    explain: bool = typer.Option(False, "--explain", help="print the memory plan: every phase's predicted peak and the mechanisms tried"),
+):
+    """Print the plan's stages; with --explain, the memory plan that `generate --max-memory` would apply."""
+    from .models.base import parse_size
+
+    with _user_errors("interrupted"):
+        if (model is None) == (arch is None):
+            raise ValueError("give --model (a model to load) or --arch (flux-dev, sdxl or sd3-medium)")
+        overrides = parse_overrides(set_)
+        target = parse_size(size) if size else None
+        text = _plan_text(model, arch, method, scale if target is None else None, target, overrides, max_memory,
+                          device, explain)
+    typer.echo(text)
+
+
+def _plan_text(model, arch, method, scale, target, overrides, max_memory, device, explain) -> str:
+    from .memory_plan import ARCHITECTURES, explain as explain_plan, memory_plan_for, memory_plan_named, parse_memory
+    from .models.loading import check_device, load_model
+    from .recipes import build_plan
+
+    budget = parse_memory(max_memory) if max_memory is not None else None
+    scale = 4.0 if scale is None and target is None else scale
+    if arch is not None:
+        if arch not in ARCHITECTURES:
+            raise ValueError(f"unknown --arch {arch!r}; choose {', '.join(ARCHITECTURES)}")
+        a = ARCHITECTURES[arch]
+        stand_in = {"flux": "random-tiny-flux", "sdxl": "random-tiny-sdxl", "sd3": "random-tiny-sd3"}[a.family]
+        m = load_model(stand_in, device="cpu")
+        from dataclasses import replace
+
+        m.geometry = replace(m.geometry, native=(a.native, a.native), vae_scale=a.vae.factor)
+        plan = build_plan(method, m, scale=scale, size=target, **overrides)
+        dev = device or "cuda"
+        mp = memory_plan_named(arch, plan, budget, dev)
+    else:
+        m = load_model(model, device=check_device(device))
+        plan = build_plan(method, m, scale=scale, size=target, **overrides)
+        mp = memory_plan_for(m, plan, budget, str(m.device))
+    lines = [f"{plan.recipe}: {len(plan.stages)} stage(s) to {plan.target_size[1]}x{plan.target_size[0]}"]
+    for i, st in enumerate(plan.stages):
+        lines.append(f"  stage {i} {st.size[1]}x{st.size[0]}: {st.schedule.steps} steps from index "
+                     f"{st.schedule.start}, {len(st.guides)} guide(s), {len(st.patches)} patch(es)")
+    if explain:
+        lines.append(explain_plan(mp))
+    else:
+        lines.append(f"predicted peak {mp.peak.total / 2**30:.2f} GiB at {mp.peak.name} "
+                     f"(mechanisms: {mp.mechanisms.describe()}; --explain for every phase)")
+    return "\n".join(lines)
 
 
 @app.command()

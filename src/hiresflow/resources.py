@@ -225,14 +225,15 @@ def _refuse(what: str, spelling: Spelling, est: ResourceEstimate | None = None):
 
 
 def check_resources(plan, model, *, allow: bool = False, max_seconds: float | None = None,
-                    timed: bool = True, spelling: Spelling = CLI) -> ResourceEstimate:
+                    timed: bool = True, spelling: Spelling = CLI, memory_checked: bool = False) -> ResourceEstimate:
     """Refuse (one-line `ResourceLimitError`) a plan that would not fit in memory or would run longer than
     max_seconds (default: $HIRESFLOW_MAX_SECONDS or 6 h); `allow=True` skips the check (memory is still
-    estimated, time is not: no probe runs)."""
+    estimated, time is not: no probe runs). `memory_checked=True`: a memory plan (`hiresflow.memory_plan`, chosen
+    for --max-memory) already priced the run with its mechanisms, so only the time is checked here."""
     est = estimate_resources(plan, model)
     if allow:
         return est
-    if est.free_bytes is not None and est.peak_bytes > 0.9 * est.free_bytes:
+    if not memory_checked and est.free_bytes is not None and est.peak_bytes > 0.9 * est.free_bytes:
         _refuse(f"this plan needs {est.describe()}", spelling, est)
     if timed:
         est = estimate_resources(plan, model, _probe(model))

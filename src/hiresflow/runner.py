@@ -120,8 +120,9 @@ def _initial_sample(stage: Stage, s: int, prev: StageResult | None, up, noise, s
 
 
 def _run_stage(model: FlowModel, plan: Plan, s: int, results: list[StageResult], cond, seed: int,
-               needs_image: bool, progress: bool, on_step: StepCallback | None = None) -> StageResult:
-    """Initialise, build the stage's hooks (stage protocol), sample, decode."""
+               needs_image: bool, progress: bool, on_step: StepCallback | None = None, cache=None) -> StageResult:
+    """Initialise, build the stage's hooks (stage protocol), sample, decode. `cache`: a
+    `hiresflow.caching.CacheSpec`; its hooks live for this stage's sampling only."""
     stage = plan.stages[s]
     t0 = time.perf_counter()
     gen = torch.Generator().manual_seed(stage_seed(seed, s))
@@ -141,7 +142,13 @@ def _run_stage(model: FlowModel, plan: Plan, s: int, results: list[StageResult],
                    first=results[0] if results else None, upsampled=up, upsampled_image=up_img)
     guides = [g.build(env) for g in stage.guides]
 
+    from .caching import stage_cache
+
+    cached = stage_cache(cache, model, s, sigmas.numel() - 1 - start)
+
     def core(xx, ctx, c):
+        if cached is not None:
+            cached.step(ctx)
         return model.velocity(xx, ctx.sigma, c, guidance=stage.guidance, ctx=ctx)
 
     patched = compose_patches(core, [p.build(env) for p in stage.patches])
@@ -153,6 +160,11 @@ def _run_stage(model: FlowModel, plan: Plan, s: int, results: list[StageResult],
     desc = f"{plan.recipe} stage {s} {stage.size[1]}x{stage.size[0]}"
     if start == sigmas.numel() - 1:  # no σ step: the stage's result is its initialisation (pure upsampling)
         out = SampleResult(x=x.to(torch.float32), trajectory=Trajectory(sigmas=sigmas), timings=StepTimings())
+    elif cached is not None:
+        with cached:
+            out = sample(velocity_fn, x, sigmas, start=start, guides=guides, stage=s, generator=gen,
+                         progress=desc if progress else False, on_step=on_step)
+        info["cache"] = cached.summary()
     else:
         out = sample(velocity_fn, x, sigmas, start=start, guides=guides, stage=s, generator=gen,
                      progress=desc if progress else False, on_step=on_step)
@@ -179,6 +191,7 @@ def run_plan(
     on_stage: Callable[[StageResult], Any] | None = None,
     on_step: StepCallback | None = None,
     native: StageResult | None = None,
+    cache=None,
 ) -> RunResult:
     """Run every stage of `plan` for one prompt; returns per-stage results and the final image.
 
@@ -186,12 +199,19 @@ def run_plan(
     may replace the sample or stop the run; a stopped run decodes the stage it stopped in, runs no later stage
     and records `info["stopped"] = {"stage": s, "step": k}` (its image is that stage's, at that stage's size).
     `native`: a finished first stage supplied by the caller (an encoded user image with its reference
-    trajectory, `hiresflow.upscale`); stage 0 of the plan is then not sampled."""
+    trajectory, `hiresflow.upscale`); stage 0 of the plan is then not sampled.
+    `cache`: a `hiresflow.caching.CacheSpec` (diffusers' step-cache hooks on the stages it selects, enabled and
+    removed per stage)."""
     check_type("model", model, FlowModel, "a hiresflow FlowModel (from load_model or wrap_pipeline)")
     check_type("plan", plan, Plan, "a hiresflow Plan (from build_plan or Plan.from_dict)")
     check_type("prompt", prompt, str, "a string")
     check_type("negative_prompt", negative_prompt, str, "a string")
     check_seed(seed)
+    if cache is not None:
+        from .caching import CacheSpec, check_cache
+
+        check_type("cache", cache, CacheSpec, "a hiresflow.caching.CacheSpec (from parse_cache)")
+        check_cache(model, cache)
     if not plan.stages:
         raise ValueError("the plan has no stages; build it with hiresflow.recipes.build_plan")
     for st in plan.stages:
@@ -214,7 +234,7 @@ def run_plan(
         last = s == len(plan.stages) - 1
         needs_image = decode_all or last or plan.stages[s + 1].init.space == "pixel"
         with model.codec.tiling(stage.vae_tiling):
-            res = _run_stage(model, plan, s, results, cond, seed, needs_image, progress, on_step)
+            res = _run_stage(model, plan, s, results, cond, seed, needs_image, progress, on_step, cache)
         stopped = "stopped_at_step" in res.extra
         if stopped and res.image is None:
             res.image = model.decode(res.latent)

@@ -1,0 +1,199 @@
+"""The memory predictor (`hiresflow.memory_plan`) against measured peak RSS, on real-width architectures.
+
+Random weights, published widths: the FLUX.1-dev transformer with 1 double + 1 single block (every width of the
+real model: 3072 = 24 heads × 128, T5 context 4096 × 512 tokens, the 4× MLP), the FLUX VAE and the SDXL VAE (the
+real decoders: 128/256/512/512 channels, 2 resnets per level, mid-block attention). Each case runs in a fresh
+process, one torch thread: build the module, `malloc_trim`, reset the kernel's high-water mark
+(`/proc/self/clear_refs` ← 5), run one call under `torch.inference_mode`, read `VmHWM`. Measured = VmHWM minus the
+RSS before the module was built (weights + inputs + the call's peak activations); predicted = the same three terms
+from `hiresflow.memory_plan` (weights from the architecture built on the meta device, activations from the
+per-block and per-decoder counts stated in that module). The activation part alone is reported beside it.
+
+Published configs of newer families under tests/models/data/real_configs/*.json (one file per family:
+{"family": …, "transformer_class": …, "transformer": {config}, "vae_class": …, "vae": {config}}) are read too:
+their transformer is built with 1 (double) + 1 (single) block(s), one step is timed at 1024² and 2048² and one
+VAE decode at 1024², with the same predicted-vs-measured columns.
+
+    nice -n 10 python benchmarks/real_widths.py --out benchmarks/results/real_widths      # .json and .md
+    python benchmarks/real_widths.py --cases flux-1024,vae-flux-1024 --out /tmp/rw            # a subset
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+REAL_CONFIGS = ROOT / "tests" / "models" / "data" / "real_configs"
+
+# case name -> (kind, architecture, image side, options)
+CASES: dict[str, tuple[str, str, int, dict]] = {
+    "flux-512": ("transformer", "flux-dev", 512, {"blocks": (1, 1)}),
+    "flux-1024": ("transformer", "flux-dev", 1024, {"blocks": (1, 1)}),
+    "vae-flux-512": ("decode", "flux-dev", 512, {}),
+    "vae-flux-1024": ("decode", "flux-dev", 1024, {}),
+    "vae-flux-1024-tiled": ("decode", "flux-dev", 1024, {"tile": 512}),
+    "vae-sdxl-512": ("decode", "sdxl", 512, {}),
+    "vae-sdxl-1024": ("decode", "sdxl", 1024, {}),
+    "vae-flux-2048-tiled": ("decode", "flux-dev", 2048, {"tile": 512}),
+}
+DEFAULT_CASES = ["flux-512", "vae-flux-512", "vae-sdxl-512", "flux-1024", "vae-flux-1024", "vae-sdxl-1024",
+                 "vae-flux-1024-tiled"]
+
+CHILD = r"""
+import ctypes, json, sys, time, torch
+torch.set_num_threads(1)
+torch.manual_seed(0)
+from hiresflow import memory_plan as mp
+
+def rss():
+    for line in open("/proc/self/status"):
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+
+def hwm():
+    for line in open("/proc/self/status"):
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024
+
+libc = ctypes.CDLL("libc.so.6")
+spec = json.loads(sys.argv[1])
+arch = mp.architecture_from_dict(spec["arch"]) if "arch" in spec else mp.ARCHITECTURES[spec["name"]]
+libc.malloc_trim(0)
+base = rss()
+if spec["kind"] == "transformer":
+    module = mp.build_module(arch.denoiser, blocks=tuple(spec.get("blocks", (1, 1))))
+    inputs = mp.example_inputs(arch, module, spec["size"])
+else:
+    module = mp.build_module(arch.vae)
+    if spec.get("tile"):
+        module.tile_sample_min_size = spec["tile"]
+        module.tile_latent_min_size = spec["tile"] // arch.vae.factor
+        module.enable_tiling()
+    z = torch.randn(1, arch.vae.latent_channels, spec["size"] // arch.vae.factor, spec["size"] // arch.vae.factor)
+weights = sum(p.numel() * p.element_size() for p in module.parameters())
+libc.malloc_trim(0)
+before = rss()
+open("/proc/self/clear_refs", "w").write("5")
+t0 = time.perf_counter()
+with torch.inference_mode():
+    if spec["kind"] == "transformer":
+        module(**inputs)
+    else:
+        module.decode(z).sample
+seconds = time.perf_counter() - t0
+peak = hwm()
+print(json.dumps({"weights": weights, "base": base, "before": before, "peak": peak, "seconds": seconds}))
+"""
+
+
+def real_config_cases() -> dict[str, tuple[str, str, int, dict]]:
+    """One transformer step at 1024² and 2048² and one decode at 1024² per published config file."""
+    out: dict[str, tuple[str, str, int, dict]] = {}
+    if not REAL_CONFIGS.is_dir():
+        return out
+    for path in sorted(REAL_CONFIGS.glob("*.json")):
+        fam = path.stem
+        out[f"{fam}-1024"] = ("transformer", f"file:{path}", 1024, {"blocks": (1, 1)})
+        out[f"{fam}-2048"] = ("transformer", f"file:{path}", 2048, {"blocks": (1, 1)})
+        out[f"vae-{fam}-1024"] = ("decode", f"file:{path}", 1024, {})
+    return out
+
+
+def child_spec(kind: str, arch: str, size: int, opts: dict) -> dict:
+    spec = {"kind": kind, "size": size, **opts}
+    if arch.startswith("file:"):
+        spec["arch"] = json.loads(Path(arch[5:]).read_text())
+    else:
+        spec["name"] = arch
+    return spec
+
+
+def predict(kind: str, arch_name: str, size: int, opts: dict, weights: int) -> dict:
+    """Predicted bytes of the measured quantity: weights + inputs + activations of one call."""
+    from hiresflow import memory_plan as mp
+
+    arch = (mp.architecture_from_dict(json.loads(Path(arch_name[5:]).read_text())) if arch_name.startswith("file:")
+            else mp.ARCHITECTURES[arch_name])
+    if kind == "transformer":
+        act = mp.denoiser_call_bytes(arch, (size, size), dtype_bytes=4, batch=1)
+        inputs = mp.denoiser_input_bytes(arch, (size, size), dtype_bytes=4)
+    else:
+        act = mp.vae_decode_bytes(arch.vae, (size, size), dtype_bytes=4, tile=opts.get("tile"))
+        inputs = arch.vae.latent_channels * (size // arch.vae.factor) ** 2 * 4
+    return {"weights": weights, "inputs": inputs, "activations": act, "total": weights + inputs + act}
+
+
+def run_case(name: str, kind: str, arch: str, size: int, opts: dict) -> dict:
+    spec = child_spec(kind, arch, size, opts)
+    proc = subprocess.run([sys.executable, "-c", CHILD, json.dumps(spec)], capture_output=True, text=True)
+    if proc.returncode != 0:
+        return {"case": name, "error": (proc.stderr.strip().splitlines() or ["failed"])[-1][:300]}
+    m = json.loads(proc.stdout.strip().splitlines()[-1])
+    measured_total = m["peak"] - m["base"]
+    measured_act = m["peak"] - m["before"]
+    pred = predict(kind, arch, size, opts, m["weights"])
+    pred_act = pred["activations"]
+    return {"case": name, "kind": kind, "architecture": arch if not arch.startswith("file:") else Path(arch[5:]).stem,
+            "size": size, **{k: v for k, v in opts.items() if k != "blocks"},
+            "blocks": list(opts["blocks"]) if "blocks" in opts else None,
+            "seconds": round(m["seconds"], 2), "weights_mb": round(m["weights"] / 2**20, 1),
+            "measured_mb": round(measured_total / 2**20, 1), "predicted_mb": round(pred["total"] / 2**20, 1),
+            "error": round(pred["total"] / measured_total - 1, 3),
+            "measured_activation_mb": round(measured_act / 2**20, 1),
+            "predicted_activation_mb": round((pred_act + pred["inputs"]) / 2**20, 1)}
+
+
+def table(rows: list[dict]) -> str:
+    lines = ["| case | architecture | size | seconds | weights MB | predicted MB | measured MB | error | "
+             "activations predicted / measured MB |", "|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        if "measured_mb" not in r:
+            lines.append(f"| {r['case']} | failed: {r.get('error')} | | | | | | | |")
+            continue
+        size = f"{r['size']}²" + (f" (tiles of {r['tile']})" if r.get("tile") else "")
+        lines.append(f"| {r['case']} | {r['architecture']} | {size} | {r['seconds']} | {r['weights_mb']} | "
+                     f"{r['predicted_mb']} | {r['measured_mb']} | {r['error'] * 100:+.1f} % | "
+                     f"{r['predicted_activation_mb']} / {r['measured_activation_mb']} |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--cases", default=",".join(DEFAULT_CASES), help="comma-separated case names (or 'all')")
+    ap.add_argument("--out", type=Path, default=None, help="path stem: writes STEM.json and STEM.md")
+    ap.add_argument("--merge", action="store_true", help="keep the other cases already in STEM.json")
+    args = ap.parse_args()
+    cases = {**CASES, **real_config_cases()}
+    names = list(cases) if args.cases == "all" else [c for c in args.cases.split(",") if c]
+    unknown = [n for n in names if n not in cases]
+    if unknown:
+        raise SystemExit(f"unknown case(s) {', '.join(unknown)}; choose from {', '.join(cases)}")
+    rows = []
+    if args.merge and args.out and args.out.with_suffix(".json").is_file():
+        rows = [r for r in json.loads(args.out.with_suffix(".json").read_text())["rows"] if r["case"] not in names]
+    t0 = time.perf_counter()
+    for name in names:
+        row = run_case(name, *cases[name])
+        print(json.dumps(row), flush=True)
+        rows.append(row)
+    order = {n: i for i, n in enumerate(cases)}
+    rows.sort(key=lambda r: order.get(r["case"], len(order)))
+    import torch
+
+    result = {"machine": f"{platform.machine()}, {platform.processor() or 'cpu'}, 1 torch thread",
+              "torch": torch.__version__, "seconds": round(time.perf_counter() - t0, 1), "rows": rows}
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.with_suffix(".json").write_text(json.dumps(result, indent=1) + "\n")
+        args.out.with_suffix(".md").write_text(table(rows) + "\n")
+    print(table(rows))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,657 @@
+"""Memory plan: the predicted peak of every phase of a run, and the cheapest diffusers mechanisms that fit a budget.
+
+Prediction (bytes; b = bytes per element of the compute dtype, N = tokens of one call, D = transformer width):
+
+- weights: parameters × their storage bytes, counted on the architecture itself (a loaded pipeline, or the published
+  config built on torch's meta device: exact parameter counts without any weights);
+- DiT call (`denoiser_call_bytes`): the peak inside one block, (7 + 2·r)·N·D·b for an MLP ratio r, counted from
+  diffusers' `FluxSingleTransformerBlock.forward` (transformer_flux.py): the caller's input and its text+image concat
+  (2), the adaptive norm's output (1), the MLP projection and its GELU (r), the attention output (1), the
+  concat of attention and MLP (1 + r) and the output projection with its gate (2) are alive together; plus the rotary
+  tables (2·N·head_dim) and, for an unfused attention backend ("_native_math"), the score and softmax matrices
+  (2·heads·N²·b). The fused kernels of `dispatch_attention_fn` (SDPA flash/efficient, flash-attn, CPU flash) keep
+  attention O(N). N = image tokens + text tokens × copies; CFG run as one batched call multiplies by the batch;
+- U-Net call: 48·h·w·C₀·b per batch row (the adapter's own count, `SDFlowModel.call_bytes`, fitted on the embedded
+  U-Net; not validated at real width);
+- VAE decode (`vae_decode_bytes`): 6·C₀·H·W·b, counted from `ResnetBlock2D.forward` at full resolution: the first
+  resnet of the last up block holds its 2·C₀-channel input, the GroupNorm output and the SiLU output at once;
+  plus the image (3·H·W·4, float32 after `VaeCodec`). With diffusers tiling (`AutoencoderKL.tiled_decode`) one
+  tile's decode, all decoded tiles (kept until blended) and the blended rows;
+- VAE encode: the same count on the encoder's first level (C₀ channels at H·W, 6 maps);
+- text encoders: their weights and 16·T·W·b activations for T tokens of width W.
+
+`benchmarks/real_widths.py` checks these against the measured peak RSS of real-width architectures with random
+weights (docs/usage/memory.md has the table).
+
+Mechanisms (`Mechanisms`), cheapest first (`CANDIDATES`): diffusers VAE tiling; model offload (each component
+on the device only for its own call — diffusers' group offloading with the whole block list as one group, which
+is what `enable_model_cpu_offload` does but keeps `module.device` the execution device, which hiresflow's
+adapters read); group offloading one block at a time (`diffusers.hooks.group_offloading`, CUDA streams prefetch
+the next block); layerwise casting (weights stored in float8_e4m3fn, computed in the model's dtype:
+`ModelMixin.enable_layerwise_casting`, diffusers' default skip patterns keep norms and embeddings); leaf-level
+group offloading. The attention backend is part of the prediction (`attention`), set through diffusers'
+dispatcher (`ModelMixin.set_attention_backend`). `choose` returns the first candidate whose predicted peak fits the
+budget, or raises a one-line `ValueError` naming the smallest peak any candidate reaches.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field, replace
+import torch
+
+__all__ = ["DenoiserArch", "VaeArch", "Architecture", "ARCHITECTURES", "Mechanisms", "CANDIDATES", "Phase",
+           "MemoryPlan", "parse_memory", "architecture_from_dict", "architecture_of", "build_module",
+           "example_inputs", "denoiser_call_bytes", "denoiser_input_bytes", "vae_decode_bytes", "vae_encode_bytes",
+           "predict", "choose", "apply_mechanisms", "explain", "ATTENTION_BACKENDS"]
+
+GIB = 2**30
+UNITS = {"": 1, "b": 1, "k": 2**10, "kb": 10**3, "kib": 2**10, "m": 2**20, "mb": 10**6, "mib": 2**20,
+         "g": GIB, "gb": 10**9, "gib": GIB, "t": 2**40, "tb": 10**12, "tib": 2**40}
+FUSED_ATTENTION = ("native", "flash", "_native_flash", "_native_efficient", "_native_cudnn", "sage", "flex",
+                   "xformers", "_flash_3", "aiter")
+ATTENTION_BACKENDS = FUSED_ATTENTION + ("_native_math",)
+DIT_BLOCK_MAPS = 7  # + 2·r live N·D maps at a DiT block's peak (module docstring)
+UNET_MAPS = 48  # per batch row, × h·w·C₀ (SDFlowModel.call_bytes)
+VAE_MAPS = 6  # × C₀·H·W at full resolution (module docstring)
+TEXT_MAPS = 16
+
+
+def parse_memory(text: str | int | float) -> int:
+    """'24GB', '24 GiB', '512MB', '1.5T' or a byte count → bytes (GB = 10⁹, GiB/G = 2³⁰). One-line ValueError for
+    anything that is not a positive size."""
+    m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+(?:e[0-9]+)?)\s*([a-zA-Z]*)\s*", str(text))
+    unit = m.group(2).lower() if m else None
+    if m is None or unit not in UNITS:
+        raise ValueError(f"--max-memory {str(text)[:40]!r} is not a size; write it like 24GB, 24GiB or 512MB")
+    value = float(m.group(1)) * UNITS[unit]
+    if not math.isfinite(value) or value < 2**20:
+        raise ValueError(f"--max-memory {str(text)[:40]!r} is below 1 MiB; give the memory the device may use, "
+                         f"e.g. 24GB")
+    return int(value)
+
+
+# ------------------------------------------------------------------ architectures
+
+
+@dataclass(frozen=True)
+class DenoiserArch:
+    """A diffusers transformer or U-Net class and its config; `kind` "dit" or "unet"."""
+
+    cls: str
+    config: dict
+    kind: str = "dit"
+    text_tokens: int = 512  # tokens of one text copy in a DiT call
+    patch: int = 2  # latent pixels per token side
+    cfg_batch: int = 1  # batch rows of one call (2 when cond and uncond share a call)
+    mlp_ratio: float = 4.0
+
+    @property
+    def width(self) -> int:
+        c = self.config
+        return int(c.get("num_attention_heads", 1)) * int(c.get("attention_head_dim", 1))
+
+    @property
+    def heads(self) -> int:
+        return int(self.config.get("num_attention_heads", 1))
+
+    @property
+    def head_dim(self) -> int:
+        return int(self.config.get("attention_head_dim", 1))
+
+
+@dataclass(frozen=True)
+class VaeArch:
+    cls: str
+    config: dict
+
+    @property
+    def c0(self) -> int:
+        return int(self.config.get("block_out_channels", (128,))[0])
+
+    @property
+    def latent_channels(self) -> int:
+        return int(self.config.get("latent_channels", 4))
+
+    @property
+    def factor(self) -> int:
+        return 2 ** (len(self.config.get("block_out_channels", (0, 0, 0, 0))) - 1)
+
+    @property
+    def tile(self) -> int:
+        """diffusers' tile side in pixels (`AutoencoderKL.tile_sample_min_size` = config.sample_size)."""
+        return int(self.config.get("sample_size", 512) or 512)
+
+
+@dataclass(frozen=True)
+class Architecture:
+    """What the predictor needs: the denoiser, the VAE and the text encoders (name → (parameters, width, tokens))."""
+
+    name: str
+    family: str
+    denoiser: DenoiserArch
+    vae: VaeArch
+    text_encoders: dict = field(default_factory=dict)
+    dtype_bytes: int = 2
+    native: int = 1024
+
+
+FLUX_DEV_TRANSFORMER = dict(patch_size=1, in_channels=64, num_layers=19, num_single_layers=38, attention_head_dim=128,
+                            num_attention_heads=24, joint_attention_dim=4096, pooled_projection_dim=768,
+                            guidance_embeds=True, axes_dims_rope=(16, 56, 56))
+FLUX_VAE = dict(in_channels=3, out_channels=3, latent_channels=16, block_out_channels=(128, 256, 512, 512),
+                layers_per_block=2, down_block_types=("DownEncoderBlock2D",) * 4,
+                up_block_types=("UpDecoderBlock2D",) * 4, norm_num_groups=32, sample_size=1024,
+                scaling_factor=0.3611, shift_factor=0.1159, use_quant_conv=False, use_post_quant_conv=False)
+SDXL_UNET = dict(sample_size=128, in_channels=4, out_channels=4, block_out_channels=(320, 640, 1280),
+                 down_block_types=("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
+                 up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"),
+                 layers_per_block=2, transformer_layers_per_block=(1, 2, 10), attention_head_dim=(5, 10, 20),
+                 cross_attention_dim=2048, use_linear_projection=True, addition_embed_type="text_time",
+                 addition_time_embed_dim=256, projection_class_embeddings_input_dim=2816)
+SDXL_VAE = dict(FLUX_VAE, latent_channels=4, scaling_factor=0.13025, shift_factor=None, use_quant_conv=True,
+                use_post_quant_conv=True)
+SD3_TRANSFORMER = dict(sample_size=128, patch_size=2, in_channels=16, num_layers=24, attention_head_dim=64,
+                       num_attention_heads=24, joint_attention_dim=4096, caption_projection_dim=1536,
+                       pooled_projection_dim=2048, out_channels=16, pos_embed_max_size=192)
+# Published parameter counts of the text encoders (Hugging Face model cards / configs): CLIP ViT-L/14 text
+# 123,060,480; OpenCLIP ViT-bigG/14 text 694,659,840; T5 v1.1 XXL encoder 4,762,310,656.
+CLIP_L = (123_060_480, 768, 77)
+CLIP_G = (694_659_840, 1280, 77)
+T5_XXL = (4_762_310_656, 4096, 512)
+
+ARCHITECTURES: dict[str, Architecture] = {
+    "flux-dev": Architecture("flux-dev", "flux", DenoiserArch("FluxTransformer2DModel", FLUX_DEV_TRANSFORMER),
+                             VaeArch("AutoencoderKL", FLUX_VAE), {"text_encoder": CLIP_L, "text_encoder_2": T5_XXL}),
+    "sdxl": Architecture("sdxl", "sdxl", DenoiserArch("UNet2DConditionModel", SDXL_UNET, kind="unet", cfg_batch=2,
+                                                      text_tokens=77, patch=1),
+                         VaeArch("AutoencoderKL", SDXL_VAE), {"text_encoder": CLIP_L, "text_encoder_2": CLIP_G}),
+    "sd3-medium": Architecture("sd3-medium", "sd3",
+                               DenoiserArch("SD3Transformer2DModel", SD3_TRANSFORMER, text_tokens=333, cfg_batch=2),
+                               VaeArch("AutoencoderKL", dict(FLUX_VAE, scaling_factor=1.5305, shift_factor=0.0609)),
+                               {"text_encoder": CLIP_L, "text_encoder_2": CLIP_G,
+                                "text_encoder_3": (T5_XXL[0], 4096, 256)}),
+}
+
+
+def architecture_from_dict(d: dict) -> Architecture:
+    """A published config file ({"family", "transformer_class", "transformer", "vae_class", "vae", optional
+    "text_tokens", "patch", "cfg_batch"}) as an Architecture."""
+    den = DenoiserArch(d.get("transformer_class", "FluxTransformer2DModel"), dict(d["transformer"]),
+                       text_tokens=int(d.get("text_tokens", 512)), patch=int(d.get("patch", 2)),
+                       cfg_batch=int(d.get("cfg_batch", 1)), mlp_ratio=float(d.get("mlp_ratio", 4.0)))
+    vae = VaeArch(d.get("vae_class", "AutoencoderKL"), dict(d.get("vae") or FLUX_VAE))
+    return Architecture(d.get("family", "dit"), d.get("family", "dit"), den, vae, {}, native=int(d.get("native", 1024)))
+
+
+def _diffusers_class(name: str):
+    import diffusers
+
+    cls = getattr(diffusers, name, None)
+    if cls is None:
+        raise ValueError(f"diffusers {diffusers.__version__} has no class {name!r}; update diffusers or fix the config")
+    return cls
+
+
+BLOCK_KEYS = ("num_layers", "num_single_layers")
+
+
+def build_module(arch: DenoiserArch | VaeArch, blocks: tuple[int, ...] | None = None, device: str = "cpu",
+                 dtype: torch.dtype = torch.float32) -> torch.nn.Module:
+    """The diffusers module of `arch` with random weights (`blocks` overrides num_layers / num_single_layers),
+    in eval mode; device "meta" builds it without memory."""
+    cfg = dict(arch.config)
+    if blocks is not None:
+        for key, n in zip(BLOCK_KEYS, blocks):
+            if key in cfg:
+                cfg[key] = int(n)
+    prev = torch.get_default_dtype()
+    torch.set_default_dtype(dtype)
+    try:
+        with torch.device(device):
+            return _diffusers_class(arch.cls)(**cfg).eval()
+    finally:
+        torch.set_default_dtype(prev)
+
+
+def example_inputs(arch: Architecture, module: torch.nn.Module, size: int, batch: int = 1) -> dict:
+    """Keyword inputs of one transformer call at size² pixels (Flux-style packed tokens, or SD3 latents)."""
+    f, den = arch.vae.factor, arch.denoiser
+    h = w = size // f
+    cfg = module.config
+    txt = torch.randn(batch, den.text_tokens, int(cfg.joint_attention_dim))
+    t = torch.full((batch,), 0.5)
+    if "Flux" in den.cls:
+        p = den.patch
+        rows, cols = h // p, w // p
+        ids = torch.zeros(rows, cols, 3)
+        ids[..., 1] = torch.arange(rows)[:, None]
+        ids[..., 2] = torch.arange(cols)[None, :]
+        g = torch.full((batch,), 3.5) if cfg.guidance_embeds else None
+        return dict(hidden_states=torch.randn(batch, rows * cols, int(cfg.in_channels)), encoder_hidden_states=txt,
+                    pooled_projections=torch.randn(batch, int(cfg.pooled_projection_dim)), timestep=t, guidance=g,
+                    img_ids=ids.reshape(-1, 3), txt_ids=torch.zeros(den.text_tokens, 3), return_dict=False)
+    return dict(hidden_states=torch.randn(batch, int(cfg.in_channels), h, w), encoder_hidden_states=txt,
+                pooled_projections=torch.randn(batch, int(cfg.pooled_projection_dim)), timestep=t * 1000,
+                return_dict=False)
+
+
+def _count_params(module: torch.nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+def parameter_count(arch: DenoiserArch | VaeArch) -> int:
+    """Exact parameter count of the architecture (built on the meta device)."""
+    return _count_params(build_module(arch, device="meta"))
+
+
+def fp8_castable(module: torch.nn.Module) -> int:
+    """Parameters layerwise casting stores in float8: Linear/Conv weights and biases outside diffusers' skip
+    patterns (`DEFAULT_SKIP_MODULES_PATTERN` + the model's `_skip_layerwise_casting_patterns`)."""
+    from diffusers.hooks._common import _GO_LC_SUPPORTED_PYTORCH_LAYERS
+    from diffusers.hooks.layerwise_casting import DEFAULT_SKIP_MODULES_PATTERN
+
+    skip = tuple(DEFAULT_SKIP_MODULES_PATTERN) + tuple(getattr(module, "_skip_layerwise_casting_patterns", None) or ())
+    n = 0
+    for name, sub in module.named_modules():
+        if isinstance(sub, _GO_LC_SUPPORTED_PYTORCH_LAYERS) and not any(re.search(p, name) for p in skip):
+            n += sum(p.numel() for p in sub.parameters(recurse=False))
+    return n
+
+
+def _blocks(module: torch.nn.Module) -> list[list[int]]:
+    """Parameter counts of the blocks of each top-level ModuleList (what block-level group offloading groups)."""
+    return [[_count_params(b) for b in child] for child in module.children()
+            if isinstance(child, (torch.nn.ModuleList, torch.nn.Sequential))]
+
+
+@dataclass(frozen=True)
+class Weights:
+    """Parameter counts of one component: total, float8-castable, in blocks (per block), largest leaf."""
+
+    total: int
+    castable: int
+    blocks: tuple[int, ...]
+    largest_leaf: int
+
+    @classmethod
+    def of(cls, module: torch.nn.Module) -> "Weights":
+        blocks = tuple(n for lst in _blocks(module) for n in lst)
+        leaf = max((sum(p.numel() for p in m.parameters(recurse=False)) for m in module.modules()), default=0)
+        return cls(_count_params(module), fp8_castable(module), blocks, leaf)
+
+
+def architecture_of(model) -> tuple[Architecture, dict[str, Weights]]:
+    """The Architecture of a loaded FlowModel and the weights of its components (text encoders, denoiser, VAE)."""
+    den_mod = model.denoiser
+    cfg = dict(den_mod.config)
+    kind = "unet" if "UNet" in type(den_mod).__name__ else "dit"
+    dt = next(den_mod.parameters()).dtype
+    den = DenoiserArch(type(den_mod).__name__, cfg, kind=kind, text_tokens=int(getattr(model, "text_len", 77)),
+                       patch=int(model.geometry.patch), cfg_batch=int(getattr(model, "cfg_batch", 1)))
+    vae = VaeArch(type(model.codec.vae).__name__, dict(model.codec.vae.config))
+    weights: dict[str, Weights] = {"denoiser": Weights.of(den_mod), "vae": Weights.of(model.codec.vae)}
+    texts = {}
+    pipe = getattr(model, "pipe", None)
+    for name in ("text_encoder", "text_encoder_2", "text_encoder_3"):
+        enc = getattr(pipe, name, None)
+        if isinstance(enc, torch.nn.Module):
+            weights[name] = Weights.of(enc)
+            hidden = int(getattr(enc.config, "hidden_size", 0) or getattr(enc.config, "d_model", 0) or 768)
+            texts[name] = (weights[name].total, hidden, den.text_tokens)
+    arch = Architecture(getattr(model, "name", "model"), model.family, den, vae, texts,
+                        dtype_bytes=torch.finfo(dt).bits // 8 if dt.is_floating_point else 4,
+                        native=int(model.geometry.native[0]))
+    return arch, weights
+
+
+def weights_of_architecture(arch: Architecture) -> dict[str, Weights]:
+    """Component weights of a named architecture (denoiser and VAE built on the meta device; text encoders from
+    their published parameter counts: no block structure, all castable)."""
+    out = {"denoiser": Weights.of(build_module(arch.denoiser, device="meta")),
+           "vae": Weights.of(build_module(arch.vae, device="meta"))}
+    for name, (params, _, _) in arch.text_encoders.items():
+        out[name] = Weights(params, params, (), params // 24)
+    return out
+
+
+# ------------------------------------------------------------------ activations
+
+
+def _tokens(arch: Architecture, hw: tuple[int, int], text_copies: int = 1) -> int:
+    p, f = arch.denoiser.patch, arch.vae.factor
+    return (hw[0] // f // p) * (hw[1] // f // p) + arch.denoiser.text_tokens * text_copies
+
+
+def denoiser_call_bytes(arch: Architecture, hw: tuple[int, int], *, dtype_bytes: int | None = None, batch: int = 1,
+                        text_copies: int = 1, attention: str = "native") -> int:
+    """Peak activation bytes of one denoiser call on an H×W-pixel image (module docstring)."""
+    b = arch.dtype_bytes if dtype_bytes is None else dtype_bytes
+    den = arch.denoiser
+    rows = batch * den.cfg_batch
+    if den.kind == "unet":
+        c0 = int(den.config.get("block_out_channels", (320,))[0])
+        f = arch.vae.factor
+        return int(UNET_MAPS * (hw[0] // f) * (hw[1] // f) * c0 * b * rows)
+    n = _tokens(arch, hw, text_copies)
+    block = (DIT_BLOCK_MAPS + 2 * den.mlp_ratio) * n * den.width * b
+    rope = 2 * n * den.head_dim * 4
+    scores = 2 * den.heads * n * n * b if attention == "_native_math" else 0
+    return int((block + rope + scores) * rows)
+
+
+def denoiser_input_bytes(arch: Architecture, hw: tuple[int, int], dtype_bytes: int | None = None) -> int:
+    """The call's inputs: latent tokens and the text embedding."""
+    b = arch.dtype_bytes if dtype_bytes is None else dtype_bytes
+    f = arch.vae.factor
+    latent = arch.vae.latent_channels * (hw[0] // f) * (hw[1] // f)
+    text = arch.denoiser.text_tokens * int(arch.denoiser.config.get("joint_attention_dim",
+                                                                    arch.denoiser.config.get("cross_attention_dim", 0)))
+    return int((latent + text) * b * arch.denoiser.cfg_batch)
+
+
+def _decode_once(vae: VaeArch, area: int, b: int) -> int:
+    return VAE_MAPS * vae.c0 * area * b
+
+
+def vae_decode_bytes(vae: VaeArch, hw: tuple[int, int], *, dtype_bytes: int = 2, tile: int | None = None) -> int:
+    """Peak bytes of one decode to H×W pixels; `tile` = diffusers' tile side when tiling is on (module docstring)."""
+    h, w = hw
+    image = 3 * h * w * 4
+    if tile is None or max(h, w) <= tile:
+        return _decode_once(vae, h * w, dtype_bytes) + image
+    stride = int(tile * 0.75)
+    n_tiles = math.ceil(h / stride) * math.ceil(w / stride)
+    return _decode_once(vae, tile * tile, dtype_bytes) + 3 * dtype_bytes * (n_tiles * tile * tile + h * w) + image
+
+
+def vae_encode_bytes(vae: VaeArch, hw: tuple[int, int], *, dtype_bytes: int = 2, tile: int | None = None) -> int:
+    """Peak bytes of one encode of an H×W image (the encoder's first level holds 6 C₀-channel maps)."""
+    h, w = hw
+    image = 2 * 3 * h * w * 4
+    if tile is None or max(h, w) <= tile:
+        return VAE_MAPS * vae.c0 * h * w * dtype_bytes + image
+    return VAE_MAPS * vae.c0 * tile * tile * dtype_bytes + image
+
+
+# ------------------------------------------------------------------ mechanisms
+
+
+OFFLOADS = ("none", "model", "group-block", "group-leaf")
+
+
+@dataclass(frozen=True)
+class Mechanisms:
+    """The diffusers memory mechanisms of a run."""
+
+    vae_tiling: bool = False
+    offload: str = "none"  # "none", "model", "group-block", "group-leaf"
+    fp8: bool = False  # layerwise casting: float8_e4m3fn storage, compute in the model's dtype
+    attention: str = "native"  # diffusers attention backend (dispatch_attention_fn)
+    slowdown: float = 1.0  # rough wall-time factor (docs/usage/memory.md)
+
+    def describe(self) -> str:
+        parts = []
+        if self.vae_tiling:
+            parts.append("VAE tiling")
+        if self.offload != "none":
+            parts.append({"model": "model offload", "group-block": "group offloading (block level)",
+                          "group-leaf": "group offloading (leaf level)"}[self.offload])
+        if self.fp8:
+            parts.append("layerwise casting (fp8 storage)")
+        if self.attention != "native":
+            parts.append(f"attention backend {self.attention}")
+        return ", ".join(parts) or "none"
+
+
+CANDIDATES: tuple[Mechanisms, ...] = (
+    Mechanisms(),
+    Mechanisms(vae_tiling=True, slowdown=1.02),
+    Mechanisms(vae_tiling=True, offload="model", slowdown=1.05),
+    Mechanisms(vae_tiling=True, offload="group-block", slowdown=1.15),
+    Mechanisms(vae_tiling=True, fp8=True, slowdown=1.1),
+    Mechanisms(vae_tiling=True, offload="model", fp8=True, slowdown=1.15),
+    Mechanisms(vae_tiling=True, offload="group-block", fp8=True, slowdown=1.25),
+    Mechanisms(vae_tiling=True, offload="group-leaf", slowdown=2.0),
+    Mechanisms(vae_tiling=True, offload="group-leaf", fp8=True, slowdown=2.2),
+)
+
+
+@dataclass(frozen=True)
+class Phase:
+    name: str
+    component: str  # the component that computes in this phase
+    activations: int
+    weights: int = 0
+
+    @property
+    def total(self) -> int:
+        return self.weights + self.activations
+
+
+def _resident(weights: dict[str, Weights], active: str, mech: Mechanisms, b: int) -> int:
+    """Weight bytes on the device while `active` computes."""
+
+    def size(name: str, part: int | None = None) -> int:
+        w = weights[name]
+        n = w.total if part is None else part
+        if mech.fp8 and name != "vae":
+            cast = w.castable * n / max(w.total, 1)
+            return int(cast * 1 + (n - cast) * b)
+        return int(n * b)
+
+    if mech.offload == "none":
+        return sum(size(n) for n in weights)
+    vae = size("vae")  # the VAE stays on the device (small; its decode/encode are not forward calls)
+    w = weights[active] if active in weights else None
+    if active == "vae" or w is None:
+        return vae
+    if mech.offload == "model" or not w.blocks:
+        return size(active) + (vae if active != "vae" else 0)
+    if mech.offload == "group-block":  # the non-block parameters, the running block and the prefetched one
+        top = sorted(w.blocks)[-2:]
+        return size(active, w.total - sum(w.blocks) + sum(top)) + vae
+    return size(active, 2 * w.largest_leaf) + vae  # leaf level, with prefetch
+
+
+@dataclass
+class MemoryPlan:
+    """Predicted phases of a run under `mechanisms`, against `budget` bytes on `device`."""
+
+    architecture: Architecture
+    mechanisms: Mechanisms
+    phases: list[Phase]
+    budget: int | None
+    device: str
+    tried: list[tuple[Mechanisms, int]] = field(default_factory=list)
+    applied: list[str] = field(default_factory=list)
+
+    @property
+    def peak(self) -> Phase:
+        return max(self.phases, key=lambda p: p.total)
+
+    @property
+    def fits(self) -> bool:
+        return self.budget is None or self.peak.total <= self.budget
+
+
+def plan_phases(arch: Architecture, weights: dict[str, Weights], plan, mech: Mechanisms,
+                decode_all: bool = True) -> list[Phase]:
+    """Every phase of `plan` (text encoding, each stage's denoising, decodes and pixel-space encodes)."""
+    from .resources import _stage_calls, _text_copies
+
+    b = arch.dtype_bytes
+    out: list[Phase] = []
+    for name, (_, width, tokens) in arch.text_encoders.items():
+        out.append(Phase(f"text encoder {name}", name, TEXT_MAPS * tokens * width * b))
+    tile = arch.vae.tile if mech.vae_tiling else None
+    model = _PlanModel(arch)
+    for s, stage in enumerate(plan.stages):
+        h, w = stage.size
+        f = arch.vae.factor
+        n = stage.schedule.steps
+        latents = arch.vae.latent_channels * (h // f) * (w // f) * 4 * (n + 8)
+        if s > 0 and stage.init.space == "pixel":
+            out.append(Phase(f"stage {s} encode {w}x{h}", "vae",
+                             vae_encode_bytes(arch.vae, (h, w), dtype_bytes=b, tile=tile) + latents))
+        worst = 0
+        for (ch, cw), batch, _ in _stage_calls(model, stage):
+            copies = _text_copies(model, stage, ch, cw)
+            worst = max(worst, denoiser_call_bytes(arch, (ch * f, cw * f), batch=batch, text_copies=copies,
+                                                   attention=mech.attention))
+        out.append(Phase(f"stage {s} denoise {w}x{h}", "denoiser",
+                         worst + denoiser_input_bytes(arch, (h, w)) + latents))
+        if decode_all or s == len(plan.stages) - 1:
+            out.append(Phase(f"stage {s} decode {w}x{h}", "vae",
+                             vae_decode_bytes(arch.vae, (h, w), dtype_bytes=b, tile=tile) + latents))
+    if plan.upscale is not None:
+        uh, uw = plan.upscale.size
+        out.append(Phase(f"upscale {uw}x{uh}", "vae", 6 * 3 * uh * uw * 4))
+    th, tw = plan.target_size
+    out.append(Phase(f"output {tw}x{th}", "vae", 36 * th * tw))
+    return [replace(p, weights=_resident(weights, p.component, mech, b)) for p in out]
+
+
+class _PlanModel:
+    """The few FlowModel attributes `hiresflow.resources` reads to size a plan's calls, from an Architecture."""
+
+    def __init__(self, arch: Architecture):
+        from .models.base import LatentGeometry
+
+        self.geometry = LatentGeometry(channels=arch.vae.latent_channels, vae_scale=arch.vae.factor,
+                                       patch=arch.denoiser.patch, native=(arch.native, arch.native))
+        self.arch = arch
+
+
+def predict(arch: Architecture, weights: dict[str, Weights], plan, mech: Mechanisms, budget: int | None = None,
+            device: str = "cuda") -> MemoryPlan:
+    return MemoryPlan(arch, mech, plan_phases(arch, weights, plan, mech), budget, device)
+
+
+def available(device: str) -> tuple[Mechanisms, ...]:
+    """Candidates a device can run: offloading moves weights to the CPU, so it needs an accelerator."""
+    if str(device).startswith("cpu"):
+        return tuple(c for c in CANDIDATES if c.offload == "none")
+    return CANDIDATES
+
+
+def choose(arch: Architecture, weights: dict[str, Weights], plan, budget: int, device: str = "cuda") -> MemoryPlan:
+    """The first candidate (cheapest first) whose predicted peak fits `budget`; a one-line ValueError when none
+    does."""
+    tried = []
+    for mech in available(device):
+        mp = predict(arch, weights, plan, mech, budget, device)
+        tried.append((mech, mp.peak.total))
+        if mp.fits:
+            mp.tried = tried
+            return mp
+    best_mech, best = min(tried, key=lambda t: t[1])
+    raise ValueError(f"nothing fits --max-memory {budget / GIB:.1f} GiB on {device}: the smallest predicted peak is "
+                     f"{best / GIB:.1f} GiB (with {best_mech.describe()}); raise --max-memory, lower --size/--scale, "
+                     f"or use a device with more memory")
+
+
+# ------------------------------------------------------------------ apply
+
+
+def apply_mechanisms(model, mech: Mechanisms, device: str | torch.device | None = None) -> list[str]:
+    """Apply `mech` to a loaded FlowModel's pipeline in place; returns what was done (one phrase each)."""
+    done: list[str] = []
+    den = model.denoiser
+    onload = torch.device(device) if device is not None else model.device
+    if mech.attention != "native" and hasattr(den, "set_attention_backend"):
+        den.set_attention_backend(mech.attention)
+        done.append(f"attention backend {mech.attention}")
+    if mech.vae_tiling:
+        model.codec.tile_above = 0  # VaeCodec "auto": diffusers tiling; it tiles what exceeds its tile size
+        done.append("VAE tiling")
+    if mech.fp8:
+        if not hasattr(den, "enable_layerwise_casting"):
+            raise ValueError(f"{type(den).__name__} has no layerwise casting; drop fp8")
+        den.enable_layerwise_casting(storage_dtype=torch.float8_e4m3fn, compute_dtype=den.dtype)
+        done.append("layerwise casting float8_e4m3fn → " + str(den.dtype).replace("torch.", ""))
+    if mech.offload != "none":
+        from diffusers.hooks import apply_group_offloading
+
+        if onload.type == "cpu":
+            raise ValueError("offloading moves weights off the device to the CPU; it needs a GPU (--device cuda)")
+        pipe = getattr(model, "pipe", None)
+        mods = {"denoiser": den}
+        for name in ("text_encoder", "text_encoder_2", "text_encoder_3"):
+            enc = getattr(pipe, name, None)
+            if isinstance(enc, torch.nn.Module):
+                mods[name] = enc
+        stream = onload.type == "cuda"
+        for name, mod in mods.items():
+            mod.to("cpu")
+            if mech.offload == "group-leaf":
+                apply_group_offloading(mod, onload, offload_type="leaf_level", use_stream=stream)
+            else:
+                per_group = 1 if mech.offload == "group-block" else 10**6
+                apply_group_offloading(mod, onload, offload_type="block_level", num_blocks_per_group=per_group,
+                                       use_stream=stream and mech.offload == "group-block")
+        done.append(mech.describe())
+    return done
+
+
+def _fmt(n: int) -> str:
+    return f"{n / GIB:7.2f} GiB" if n >= GIB else f"{n / 2**20:7.1f} MiB"
+
+
+def explain(mp: MemoryPlan) -> str:
+    """The plan as text: the budget, the chosen mechanisms and every phase's predicted peak."""
+    lines = [f"memory plan for {mp.architecture.name} ({mp.architecture.family}) on {mp.device}"
+             + (f", budget {_fmt(mp.budget).strip()}" if mp.budget else "")]
+    for mech, peak in mp.tried:
+        mark = "->" if mech == mp.mechanisms else "  "
+        lines.append(f" {mark} {mech.describe():<58} peak {_fmt(peak)}  (~{mech.slowdown:.2f}x time)")
+    lines.append(f"chosen: {mp.mechanisms.describe()}")
+    width = max(len(p.name) for p in mp.phases)
+    for p in mp.phases:
+        star = " <- peak" if p is mp.peak else ""
+        lines.append(f"  {p.name:<{width}}  weights {_fmt(p.weights)} + activations {_fmt(p.activations)} = "
+                     f"{_fmt(p.total)}{star}")
+    return "\n".join(lines)
+
+
+def memory_plan_for(model, plan, budget: int | None, device: str | None = None) -> MemoryPlan:
+    """`choose` for a loaded FlowModel (budget None: the plan without mechanisms)."""
+    arch, weights = architecture_of(model)
+    dev = str(device or model.device)
+    if budget is None:
+        mp = predict(arch, weights, plan, Mechanisms(), None, dev)
+        mp.tried = [(Mechanisms(), mp.peak.total)]
+        return mp
+    return choose(arch, weights, plan, budget, dev)
+
+
+def memory_plan_named(name: str, plan, budget: int | None, device: str = "cuda") -> MemoryPlan:
+    """`choose` for a named published architecture (`ARCHITECTURES`), without loading any weights."""
+    arch = ARCHITECTURES[name]
+    weights = weights_of_architecture(arch)
+    if budget is None:
+        mp = predict(arch, weights, plan, Mechanisms(), None, device)
+        mp.tried = [(Mechanisms(), mp.peak.total)]
+        return mp
+    return choose(arch, weights, plan, budget, device)
+
+
+def device_budget(max_memory: str | int, device: str) -> int:
+    """The budget: --max-memory, but never more than 90 % of what the device has free now."""
+    from .resources import free_memory
+
+    budget = parse_memory(max_memory) if isinstance(max_memory, str) else int(max_memory)
+    if isinstance(max_memory, int) and max_memory <= 0:
+        raise ValueError(f"--max-memory must be a positive size such as 24GB, got {max_memory}")
+    free = free_memory(torch.device(device))
+    return min(budget, int(0.9 * free)) if free is not None else budget
+
+
+def apply_memory_plan(model, plan, max_memory: str | int, device: str | None = None) -> MemoryPlan:
+    """Choose the mechanisms for `plan` under `max_memory` (capped by the device's free memory) and apply them to
+    `model`; the MemoryPlan records what was applied in `applied`."""
+    dev = str(device or model.device)
+    mp = memory_plan_for(model, plan, device_budget(max_memory, dev), dev)
+    mp.applied = apply_mechanisms(model, mp.mechanisms, device=dev)
+    return mp

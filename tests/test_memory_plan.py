@@ -1,0 +1,123 @@
+"""The memory plan: size parsing, the predictor's scaling laws, the chooser, applying mechanisms, the CLI."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from hiresflow import memory_plan as mp
+from hiresflow.cli import app
+
+
+def test_parse_memory_units_and_one_line_errors():
+    assert mp.parse_memory("24GB") == 24 * 10**9
+    assert mp.parse_memory("24GiB") == 24 * 2**30
+    assert mp.parse_memory("512 MB") == 512 * 10**6
+    assert mp.parse_memory("1.5G") == int(1.5 * 2**30)
+    for bad in ("0", "abc", "12 parsecs", "-3GB", "10"):
+        with pytest.raises(ValueError) as err:
+            mp.parse_memory(bad)
+        assert "\n" not in str(err.value) and "--max-memory" in str(err.value)
+
+
+def test_dit_activations_linear_with_fused_attention_quadratic_with_math():
+    a = mp.ARCHITECTURES["flux-dev"]
+    n1, n2 = 64 * 64 + 512, 128 * 128 + 512  # tokens at 1024² and 2048²
+    f1 = mp.denoiser_call_bytes(a, (1024, 1024), dtype_bytes=2)
+    f2 = mp.denoiser_call_bytes(a, (2048, 2048), dtype_bytes=2)
+    assert f2 / f1 == pytest.approx(n2 / n1, rel=1e-6)
+    m1 = mp.denoiser_call_bytes(a, (1024, 1024), dtype_bytes=2, attention="_native_math")
+    assert m1 - f1 == 2 * 24 * n1 * n1 * 2
+    # the block count: (7 + 2·4) live N·D maps plus the rotary tables
+    assert f1 == int((15 * n1 * 3072 * 2) + 2 * n1 * 128 * 4)
+
+
+def test_vae_tiling_bounds_the_decode():
+    vae = mp.ARCHITECTURES["flux-dev"].vae
+    full = mp.vae_decode_bytes(vae, (4096, 4096), dtype_bytes=2)
+    tiled = mp.vae_decode_bytes(vae, (4096, 4096), dtype_bytes=2, tile=vae.tile)
+    assert tiled < full / 4
+    assert mp.vae_decode_bytes(vae, (512, 512), tile=1024) == mp.vae_decode_bytes(vae, (512, 512))
+
+
+def test_weights_counted_on_the_meta_device():
+    w = mp.weights_of_architecture(mp.ARCHITECTURES["flux-dev"])
+    assert 11.8e9 < w["denoiser"].total < 12.0e9  # FLUX.1-dev: 11.9 B parameters
+    assert len(w["denoiser"].blocks) == 19 + 38
+    assert 0 < w["denoiser"].castable < w["denoiser"].total
+
+
+@pytest.fixture(scope="module")
+def flux_model():
+    from hiresflow.models.loading import load_model
+
+    return load_model("random-tiny-flux", device="cpu")
+
+
+def _flux_dev_plan(flux_model, size=4096):
+    from dataclasses import replace
+
+    from hiresflow.recipes import build_plan
+
+    flux_model.geometry = replace(flux_model.geometry, native=(1024, 1024), vae_scale=8)
+    try:
+        return build_plan("hiflow", flux_model, size=(size, size))
+    finally:
+        flux_model.geometry = replace(flux_model.geometry, native=(64, 64), vae_scale=4)
+
+
+def test_choose_cheapest_that_fits_and_refuse_in_one_line(flux_model):
+    arch = mp.ARCHITECTURES["flux-dev"]
+    weights = mp.weights_of_architecture(arch)
+    plan = _flux_dev_plan(flux_model)
+    roomy = mp.choose(arch, weights, plan, 200 * 2**30, "cuda")
+    assert roomy.mechanisms == mp.Mechanisms()
+    tight = mp.choose(arch, weights, plan, 24 * 10**9, "cuda")
+    assert tight.mechanisms.offload != "none" and tight.peak.total <= 24 * 10**9
+    # every candidate tried before the chosen one predicted more than the budget
+    assert all(peak > 24 * 10**9 for _, peak in tight.tried[:-1])
+    with pytest.raises(ValueError) as err:
+        mp.choose(arch, weights, plan, 2 * 10**9, "cuda")
+    assert "nothing fits" in str(err.value) and "\n" not in str(err.value)
+    cpu = mp.choose(arch, weights, plan, 10**12, "cpu")
+    assert all(m.offload == "none" for m, _ in cpu.tried)
+
+
+def test_apply_on_the_cpu_tiling_and_fp8_runs_offload_refused():
+    from hiresflow.models.loading import load_model
+    from hiresflow.recipes import build_plan
+    from hiresflow.runner import run_plan
+
+    m = load_model("random-tiny-flux", device="cpu")
+    plan = build_plan("direct", m, scale=2, steps=2)
+    done = mp.apply_mechanisms(m, mp.Mechanisms(vae_tiling=True, fp8=True))
+    assert done[0] == "VAE tiling" and "float8" in done[1]
+    assert m.codec.tile_above == 0 and m.denoiser.dtype == torch.float32
+    assert any(p.dtype == torch.float8_e4m3fn for p in m.denoiser.parameters())
+    out = run_plan(m, plan, "a lake", seed=0)
+    assert torch.isfinite(out.image).all()
+    with pytest.raises(ValueError, match="needs a GPU"):
+        mp.apply_mechanisms(m, mp.Mechanisms(offload="model"))
+
+
+def test_memory_plan_for_a_loaded_model_prices_every_phase(flux_model):
+    from hiresflow.recipes import build_plan
+
+    plan = build_plan("hiflow", flux_model, scale=4)
+    p = mp.memory_plan_for(flux_model, plan, None, "cpu")
+    names = [ph.name for ph in p.phases]
+    assert any(n.startswith("text encoder") for n in names)
+    assert sum(n.startswith("stage") and "denoise" in n for n in names) == len(plan.stages)
+    assert "chosen: none" in mp.explain(p)
+
+
+def test_cli_plan_explain_and_bad_max_memory(tmp_path):
+    runner = CliRunner()
+    res = runner.invoke(app, ["plan", "--arch", "flux-dev", "--size", "4096x4096", "--max-memory", "24GB",
+                              "--explain"])
+    assert res.exit_code == 0, res.output
+    assert "chosen: VAE tiling, group offloading (block level)" in res.output
+    res = runner.invoke(app, ["generate", "a lake", "--max-memory", "0", "--out", str(tmp_path)])
+    assert res.exit_code == 2
+    assert res.output.strip().startswith("error: --max-memory") and len(res.output.strip().splitlines()) == 1
