@@ -467,6 +467,21 @@ def _cases() -> list[Case]:
         C("fault", "SIGTERM while saving", _signal(signal.SIGTERM, "save"), "", slow=True),
         C("fault", "SIGKILL while saving, then a new run", _signal(signal.SIGKILL, "save"), "", slow=True),
         C("fault", "two runs into one folder at once", _concurrent, None, slow=True),
+        # real-size options: memory plan, step caching, context parallelism
+        C("memory", "--max-memory 0", cli("generate", "a lake", "--model", "random-tiny-flux", "--max-memory", "0"), "below 1 MiB"),
+        C("memory", "--max-memory lots", cli("generate", "a lake", "--model", "random-tiny-flux", "--max-memory", "lots"), "is not a size"),
+        C("memory", "--max-memory 2MB (nothing fits)", cli("generate", "a lake", *TINY, "--max-memory", "2MB"), "nothing fits"),
+        C("memory", "plan --explain without --model or --arch", cli("plan", "--explain"), "give --model"),
+        C("memory", "plan --arch unknown", cli("plan", "--arch", "flux-9", "--explain"), "unknown --arch"),
+        C("cache", "--cache warp:1 (unknown name)", cli("generate", "a lake", "--model", "random-tiny-flux", "--cache", "warp:1"), "unknown cache"),
+        C("cache", "--cache first-block:-1", cli("generate", "a lake", "--model", "random-tiny-flux", "--cache", "first-block:-1"), "positive number"),
+        C("cache", "--cache first-block@top", cli("generate", "a lake", "--model", "random-tiny-flux", "--cache", "first-block@top"), "stages must be"),
+        C("cache", "--cache first-block on a U-Net (tiny-sd)", cli("generate", "a lake", "--model", "random-tiny-sd", "--scale", "2", "--cache", "first-block"), "drop --cache"),
+        C("cache", "--cache first-block on SD3 (its transformer has no cache hooks in diffusers 0.42)", cli("generate", "a lake", "--model", "random-tiny-sd3", "--scale", "2", "--cache", "first-block"), "drop --cache"),
+        C("parallel", "--parallel 3 without torchrun", cli("generate", "a lake", "--model", "random-tiny-flux", "--parallel", "3"), "torchrun --nproc-per-node 3"),
+        C("parallel", "--parallel 3 on 2 ranks", cli("generate", "a lake", "--model", "random-tiny-flux", "--parallel", "3", env={"WORLD_SIZE": "2"}), "torchrun started 2"),
+        C("parallel", "--parallel 0", cli("generate", "a lake", "--model", "random-tiny-flux", "--parallel", "0"), "whole number"),
+        C("size", "--native 0", cli("generate", "a lake", "--model", "random-tiny-flux", "--native", "0"), "--native must be"),
     ]
 
 

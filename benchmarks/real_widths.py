@@ -121,10 +121,10 @@ def predict(kind: str, arch_name: str, size: int, opts: dict, weights: int) -> d
     arch = (mp.architecture_from_dict(json.loads(Path(arch_name[5:]).read_text())) if arch_name.startswith("file:")
             else mp.ARCHITECTURES[arch_name])
     if kind == "transformer":
-        act = mp.denoiser_call_bytes(arch, (size, size), dtype_bytes=4, batch=1)
+        act = mp.denoiser_call_bytes(arch, (size, size), dtype_bytes=4, batch=1, device="cpu")
         inputs = mp.denoiser_input_bytes(arch, (size, size), dtype_bytes=4)
     else:
-        act = mp.vae_decode_bytes(arch.vae, (size, size), dtype_bytes=4, tile=opts.get("tile"))
+        act = mp.vae_decode_bytes(arch.vae, (size, size), dtype_bytes=4, tile=opts.get("tile"), device="cpu")
         inputs = arch.vae.latent_channels * (size // arch.vae.factor) ** 2 * 4
     return {"weights": weights, "inputs": inputs, "activations": act, "total": weights + inputs + act}
 
@@ -149,6 +149,17 @@ def run_case(name: str, kind: str, arch: str, size: int, opts: dict) -> dict:
             "predicted_activation_mb": round((pred_act + pred["inputs"]) / 2**20, 1)}
 
 
+def rescore(row: dict, cases: dict) -> dict:
+    """A logged measurement with its prediction recomputed by the current predictor."""
+    kind, arch, size, opts = cases[row["case"]]
+    weights = int(row["weights_mb"] * 2**20)
+    pred = predict(kind, arch, size, opts, weights)
+    measured = row["measured_mb"] * 2**20
+    row.update(predicted_mb=round(pred["total"] / 2**20, 1), error=round(pred["total"] / measured - 1, 3),
+               predicted_activation_mb=round((pred["activations"] + pred["inputs"]) / 2**20, 1))
+    return row
+
+
 def table(rows: list[dict]) -> str:
     lines = ["| case | architecture | size | seconds | weights MB | predicted MB | measured MB | error | "
              "activations predicted / measured MB |", "|---|---|---|---|---|---|---|---|---|"]
@@ -168,6 +179,8 @@ def main() -> None:
     ap.add_argument("--cases", default=",".join(DEFAULT_CASES), help="comma-separated case names (or 'all')")
     ap.add_argument("--out", type=Path, default=None, help="path stem: writes STEM.json and STEM.md")
     ap.add_argument("--merge", action="store_true", help="keep the other cases already in STEM.json")
+    ap.add_argument("--from-log", type=Path, default=None,
+                    help="rebuild the table from the JSON lines a run printed (measurements kept, predictions redone)")
     args = ap.parse_args()
     cases = {**CASES, **real_config_cases()}
     names = list(cases) if args.cases == "all" else [c for c in args.cases.split(",") if c]
@@ -178,6 +191,11 @@ def main() -> None:
     if args.merge and args.out and args.out.with_suffix(".json").is_file():
         rows = [r for r in json.loads(args.out.with_suffix(".json").read_text())["rows"] if r["case"] not in names]
     t0 = time.perf_counter()
+    if args.from_log is not None:
+        names = []
+        for line in args.from_log.read_text().splitlines():
+            if line.startswith("{") and '"measured_mb"' in line:
+                rows.append(rescore(json.loads(line), cases))
     for name in names:
         row = run_case(name, *cases[name])
         print(json.dumps(row), flush=True)

@@ -121,3 +121,24 @@ def test_cli_plan_explain_and_bad_max_memory(tmp_path):
     res = runner.invoke(app, ["generate", "a lake", "--max-memory", "0", "--out", str(tmp_path)])
     assert res.exit_code == 2
     assert res.output.strip().startswith("error: --max-memory") and len(res.output.strip().splitlines()) == 1
+
+
+def test_gpu_benchmark_script_cpu_plumbing(tmp_path):
+    """benchmarks/gpu/run.sh on its CPU config: every recipe and variant runs (offloading is reported as needing a
+    GPU) and the JSON and table are written."""
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    env = dict(os.environ, CONFIG="cpu", OUT=str(tmp_path / "gpu"), PYTHON=sys.executable, OMP_NUM_THREADS="1")
+    proc = subprocess.run(["bash", str(root / "benchmarks" / "gpu" / "run.sh")], env=env, capture_output=True,
+                          text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    rows = json.loads((tmp_path / "gpu.json").read_text())["rows"]
+    ran = {(r["variant"], r["recipe"]) for r in rows if "seconds" in r}
+    assert ran == {(v, r) for v in ("plain", "cache") for r in ("direct", "hiflow", "imax")}
+    assert any(r.get("skipped") == "offloading needs a GPU" for r in rows)
+    assert "| plain | hiflow | 128² |" in (tmp_path / "gpu.md").read_text()

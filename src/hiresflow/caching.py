@@ -43,7 +43,20 @@ from dataclasses import dataclass
 
 import torch
 
-__all__ = ["CacheSpec", "StageCache", "CACHE_KINDS", "parse_cache", "check_cache"]
+__all__ = ["CacheSpec", "StageCache", "CACHE_KINDS", "parse_cache", "check_cache", "denoiser_of"]
+
+
+def denoiser_of(model) -> torch.nn.Module:
+    """The adapter's transformer or U-Net (`FlowModel.denoiser`, else its `transformer` / `unet` attribute: not every
+    adapter exposes the training property)."""
+    try:
+        return model.denoiser
+    except NotImplementedError:
+        den = getattr(model, "transformer", None) or getattr(model, "unet", None)
+        if den is None:
+            raise ValueError(f"{model.name!r} exposes no denoiser module; its adapter needs a `denoiser` property")
+        return den
+
 
 # kind -> (aliases, default value, what the value is, value must be an integer >= 1)
 CACHE_KINDS: dict[str, tuple[tuple[str, ...], float, str, bool]] = {
@@ -122,7 +135,7 @@ def parse_cache(text: str) -> CacheSpec:
 
 def check_cache(model, spec: CacheSpec) -> None:
     """One-line ValueError when `model`'s denoiser cannot carry `spec` (before anything runs)."""
-    den = model.denoiser
+    den = denoiser_of(model)
     if not hasattr(den, "enable_cache"):
         raise ValueError(f"{spec.kind} caching needs a diffusers transformer with cache hooks; {model.name!r} is a "
                          f"{model.family} model whose {type(den).__name__} has none; drop --cache")
@@ -139,7 +152,7 @@ def _config(spec: CacheSpec, model, n_steps: int, timestep):
         return FirstBlockCacheConfig(threshold=float(spec.value))
     if spec.kind == "taylorseer":
         return TaylorSeerCacheConfig(cache_interval=int(spec.value), disable_cache_before_step=3, max_order=1,
-                                     taylor_factors_dtype=model.denoiser.dtype)
+                                     taylor_factors_dtype=denoiser_of(model).dtype)
     if spec.kind == "magcache":
         from diffusers.hooks.mag_cache import FLUX_MAG_RATIOS
 
@@ -206,7 +219,7 @@ class StageCache:
         self.computed += 1
 
     def __enter__(self) -> "StageCache":
-        den = self.model.denoiser
+        den = denoiser_of(self.model)
         den.enable_cache(_config(self.spec, self.model, self.n_steps, self._timestep))
         try:
             self._handles.append(den.register_forward_pre_hook(self._before_call, with_kwargs=True))
@@ -224,7 +237,7 @@ class StageCache:
         for h in self._handles:
             h.remove()
         self._handles.clear()
-        den = self.model.denoiser
+        den = denoiser_of(self.model)
         if getattr(den, "is_cache_enabled", False):
             _set_cache_context(den, None)
             den.disable_cache()

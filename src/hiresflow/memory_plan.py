@@ -9,11 +9,11 @@ Prediction (bytes; b = bytes per element of the compute dtype, N = tokens of one
   (2), the adaptive norm's output (1), the MLP projection and its GELU (r), the attention output (1), the
   concat of attention and MLP (1 + r) and the output projection with its gate (2) are alive together; plus the rotary
   tables (2·N·head_dim) and, for an unfused attention backend ("_native_math"), the score and softmax matrices
-  (2·heads·N²·b). The fused kernels of `dispatch_attention_fn` (SDPA flash/efficient, flash-attn, CPU flash) keep
+  (2·heads·N²·b); on the CPU one packed copy of the largest Linear weight. The fused kernels of `dispatch_attention_fn` (SDPA flash/efficient, flash-attn, CPU flash) keep
   attention O(N). N = image tokens + text tokens × copies; CFG run as one batched call multiplies by the batch;
 - U-Net call: 48·h·w·C₀·b per batch row (the adapter's own count, `SDFlowModel.call_bytes`, fitted on the embedded
   U-Net; not validated at real width);
-- VAE decode (`vae_decode_bytes`): 6·C₀·H·W·b, counted from `ResnetBlock2D.forward` at full resolution: the first
+- VAE decode (`vae_decode_bytes`): 6·C₀·H·W·b (8 on the CPU: oneDNN's blocked-layout copies), counted from `ResnetBlock2D.forward` at full resolution: the first
   resnet of the last up block holds its 2·C₀-channel input, the GroupNorm output and the SiLU output at once;
   plus the image (3·H·W·4, float32 after `VaeCodec`). With diffusers tiling (`AutoencoderKL.tiled_decode`) one
   tile's decode, all decoded tiles (kept until blended) and the blended rows;
@@ -40,6 +40,8 @@ import math
 import re
 from dataclasses import dataclass, field, replace
 import torch
+
+from .caching import denoiser_of
 
 __all__ = ["DenoiserArch", "VaeArch", "Architecture", "ARCHITECTURES", "Mechanisms", "CANDIDATES", "Phase",
            "MemoryPlan", "parse_memory", "architecture_from_dict", "architecture_of", "build_module",
@@ -284,7 +286,7 @@ class Weights:
 
 def architecture_of(model) -> tuple[Architecture, dict[str, Weights]]:
     """The Architecture of a loaded FlowModel and the weights of its components (text encoders, denoiser, VAE)."""
-    den_mod = model.denoiser
+    den_mod = denoiser_of(model)
     cfg = dict(den_mod.config)
     kind = "unet" if "UNet" in type(den_mod).__name__ else "dit"
     dt = next(den_mod.parameters()).dtype
@@ -325,8 +327,10 @@ def _tokens(arch: Architecture, hw: tuple[int, int], text_copies: int = 1) -> in
 
 
 def denoiser_call_bytes(arch: Architecture, hw: tuple[int, int], *, dtype_bytes: int | None = None, batch: int = 1,
-                        text_copies: int = 1, attention: str = "native") -> int:
-    """Peak activation bytes of one denoiser call on an H×W-pixel image (module docstring)."""
+                        text_copies: int = 1, attention: str = "native", device: str = "cuda") -> int:
+    """Peak activation bytes of one denoiser call on an H×W-pixel image (module docstring); on the CPU plus one
+    copy of the largest Linear weight, (1 + r)·D² (the CPU GEMM packs its weight matrix: the constant term of the
+    measured peak, benchmarks/real_widths.py)."""
     b = arch.dtype_bytes if dtype_bytes is None else dtype_bytes
     den = arch.denoiser
     rows = batch * den.cfg_batch
@@ -338,7 +342,8 @@ def denoiser_call_bytes(arch: Architecture, hw: tuple[int, int], *, dtype_bytes:
     block = (DIT_BLOCK_MAPS + 2 * den.mlp_ratio) * n * den.width * b
     rope = 2 * n * den.head_dim * 4
     scores = 2 * den.heads * n * n * b if attention == "_native_math" else 0
-    return int((block + rope + scores) * rows)
+    pack = (1 + den.mlp_ratio) * den.width ** 2 * b if str(device).startswith("cpu") else 0
+    return int((block + rope + scores) * rows + pack)
 
 
 def denoiser_input_bytes(arch: Architecture, hw: tuple[int, int], dtype_bytes: int | None = None) -> int:
@@ -351,28 +356,32 @@ def denoiser_input_bytes(arch: Architecture, hw: tuple[int, int], dtype_bytes: i
     return int((latent + text) * b * arch.denoiser.cfg_batch)
 
 
-def _decode_once(vae: VaeArch, area: int, b: int) -> int:
-    return VAE_MAPS * vae.c0 * area * b
+def _vae_maps(device: str) -> int:
+    """6 C₀-channel maps; 8 on the CPU, where oneDNN convolves copies of the input and output in its blocked
+    layout (measured: 8.1 maps for the FLUX and SDXL decoders at 512², benchmarks/real_widths.py)."""
+    return VAE_MAPS + (2 if str(device).startswith("cpu") else 0)
 
 
-def vae_decode_bytes(vae: VaeArch, hw: tuple[int, int], *, dtype_bytes: int = 2, tile: int | None = None) -> int:
+def vae_decode_bytes(vae: VaeArch, hw: tuple[int, int], *, dtype_bytes: int = 2, tile: int | None = None,
+                     device: str = "cuda") -> int:
     """Peak bytes of one decode to H×W pixels; `tile` = diffusers' tile side when tiling is on (module docstring)."""
     h, w = hw
     image = 3 * h * w * 4
+    maps = _vae_maps(device)
     if tile is None or max(h, w) <= tile:
-        return _decode_once(vae, h * w, dtype_bytes) + image
+        return maps * vae.c0 * h * w * dtype_bytes + image
     stride = int(tile * 0.75)
     n_tiles = math.ceil(h / stride) * math.ceil(w / stride)
-    return _decode_once(vae, tile * tile, dtype_bytes) + 3 * dtype_bytes * (n_tiles * tile * tile + h * w) + image
+    return maps * vae.c0 * tile * tile * dtype_bytes + 3 * dtype_bytes * (n_tiles * tile * tile + h * w) + image
 
 
-def vae_encode_bytes(vae: VaeArch, hw: tuple[int, int], *, dtype_bytes: int = 2, tile: int | None = None) -> int:
+def vae_encode_bytes(vae: VaeArch, hw: tuple[int, int], *, dtype_bytes: int = 2, tile: int | None = None,
+                     device: str = "cuda") -> int:
     """Peak bytes of one encode of an H×W image (the encoder's first level holds 6 C₀-channel maps)."""
     h, w = hw
     image = 2 * 3 * h * w * 4
-    if tile is None or max(h, w) <= tile:
-        return VAE_MAPS * vae.c0 * h * w * dtype_bytes + image
-    return VAE_MAPS * vae.c0 * tile * tile * dtype_bytes + image
+    side = h * w if tile is None or max(h, w) <= tile else tile * tile
+    return _vae_maps(device) * vae.c0 * side * dtype_bytes + image
 
 
 # ------------------------------------------------------------------ mechanisms
@@ -477,7 +486,7 @@ class MemoryPlan:
 
 
 def plan_phases(arch: Architecture, weights: dict[str, Weights], plan, mech: Mechanisms,
-                decode_all: bool = True) -> list[Phase]:
+                decode_all: bool = True, device: str = "cuda") -> list[Phase]:
     """Every phase of `plan` (text encoding, each stage's denoising, decodes and pixel-space encodes)."""
     from .resources import _stage_calls, _text_copies
 
@@ -494,17 +503,17 @@ def plan_phases(arch: Architecture, weights: dict[str, Weights], plan, mech: Mec
         latents = arch.vae.latent_channels * (h // f) * (w // f) * 4 * (n + 8)
         if s > 0 and stage.init.space == "pixel":
             out.append(Phase(f"stage {s} encode {w}x{h}", "vae",
-                             vae_encode_bytes(arch.vae, (h, w), dtype_bytes=b, tile=tile) + latents))
+                             vae_encode_bytes(arch.vae, (h, w), dtype_bytes=b, tile=tile, device=device) + latents))
         worst = 0
         for (ch, cw), batch, _ in _stage_calls(model, stage):
             copies = _text_copies(model, stage, ch, cw)
             worst = max(worst, denoiser_call_bytes(arch, (ch * f, cw * f), batch=batch, text_copies=copies,
-                                                   attention=mech.attention))
+                                                   attention=mech.attention, device=device))
         out.append(Phase(f"stage {s} denoise {w}x{h}", "denoiser",
                          worst + denoiser_input_bytes(arch, (h, w)) + latents))
         if decode_all or s == len(plan.stages) - 1:
             out.append(Phase(f"stage {s} decode {w}x{h}", "vae",
-                             vae_decode_bytes(arch.vae, (h, w), dtype_bytes=b, tile=tile) + latents))
+                             vae_decode_bytes(arch.vae, (h, w), dtype_bytes=b, tile=tile, device=device) + latents))
     if plan.upscale is not None:
         uh, uw = plan.upscale.size
         out.append(Phase(f"upscale {uw}x{uh}", "vae", 6 * 3 * uh * uw * 4))
@@ -526,7 +535,7 @@ class _PlanModel:
 
 def predict(arch: Architecture, weights: dict[str, Weights], plan, mech: Mechanisms, budget: int | None = None,
             device: str = "cuda") -> MemoryPlan:
-    return MemoryPlan(arch, mech, plan_phases(arch, weights, plan, mech), budget, device)
+    return MemoryPlan(arch, mech, plan_phases(arch, weights, plan, mech, device=device), budget, device)
 
 
 def available(device: str) -> tuple[Mechanisms, ...]:
@@ -547,8 +556,8 @@ def choose(arch: Architecture, weights: dict[str, Weights], plan, budget: int, d
             mp.tried = tried
             return mp
     best_mech, best = min(tried, key=lambda t: t[1])
-    raise ValueError(f"nothing fits --max-memory {budget / GIB:.1f} GiB on {device}: the smallest predicted peak is "
-                     f"{best / GIB:.1f} GiB (with {best_mech.describe()}); raise --max-memory, lower --size/--scale, "
+    raise ValueError(f"nothing fits --max-memory {_fmt(budget).strip()} on {device}: the smallest predicted peak is "
+                     f"{_fmt(best).strip()} (with {best_mech.describe()}); raise --max-memory, lower --size/--scale, "
                      f"or use a device with more memory")
 
 
@@ -558,7 +567,7 @@ def choose(arch: Architecture, weights: dict[str, Weights], plan, budget: int, d
 def apply_mechanisms(model, mech: Mechanisms, device: str | torch.device | None = None) -> list[str]:
     """Apply `mech` to a loaded FlowModel's pipeline in place; returns what was done (one phrase each)."""
     done: list[str] = []
-    den = model.denoiser
+    den = denoiser_of(model)
     onload = torch.device(device) if device is not None else model.device
     if mech.attention != "native" and hasattr(den, "set_attention_backend"):
         den.set_attention_backend(mech.attention)

@@ -30,6 +30,8 @@ from dataclasses import dataclass
 
 import torch
 
+from .caching import denoiser_of
+
 __all__ = ["ParallelSpec", "world", "init_distributed", "enable_context_parallel", "check_parallel", "is_main"]
 
 MODES = ("auto", "ring", "ulysses")
@@ -111,7 +113,7 @@ def _cpu_resolver(module):
 def enable_context_parallel(model, spec: ParallelSpec) -> str:
     """Turn on diffusers' context parallelism on `model`'s transformer (torch.distributed already initialised);
     returns a one-line description."""
-    den = model.denoiser
+    den = denoiser_of(model)
     if getattr(den, "_cp_plan", None) is None or not hasattr(den, "enable_parallelism"):
         raise ValueError(f"{model.name!r} ({type(den).__name__}) has no context-parallel plan in diffusers; "
                          f"--parallel works on DiT families whose transformer declares one (e.g. FLUX)")
