@@ -6,9 +6,9 @@ For the embedded models and every family with a random tiny model (`hiresflow.mo
 newer families registered there) it builds that model and, for every recipe of `hiresflow.recipes.RECIPES`,
 asks the recipe for a plan at 2× the native size. A plan that builds is a ✓ cell and is then *run* (tiny step
 counts, `FAST`), so a ✓ means "ran here", not "should run"; a recipe that refuses the family is a ✗ cell whose
-reason is the recipe's own one-line error. The DiT/U-Net toolkit options are read from the adapter's declared
-patch configs (`FlowModel.patch_types`) and its RoPE description (`rope_axes`), with the refusal line where the
-adapter gives one. tests/test_support_matrix.py recomputes the matrix and compares it with the committed JSON;
+reason is the recipe's own one-line error. A DiT toolkit option is ✓ when the adapter turns the switch alone into
+a patch it accepts (`FlowModel.toolkit_patches`, `check_patch`), ✗ with the adapter's one-line refusal or "no
+form of it" otherwise; the U-Net methods ask `FlowModel.unet_patches`. tests/test_support_matrix.py recomputes the matrix and compares it with the committed JSON;
 the docs page (docs/models/index.md) shows the committed tables.
 """
 
@@ -41,42 +41,42 @@ FAST: dict[str, dict] = {
     "cfm": dict(steps=2, nfe=2),
 }
 
-# toolkit options: (column, patch config class path, what the option is)
+# toolkit options: (column, the DiT toolkit switch that asks for it); the U-Net methods are one column
 OPTIONS = [
-    ("NTK / PI RoPE", "hiresflow.patches.rope:RopeScalingConfig"),
-    ("DyPE / YaRN", "hiresflow.patches.rope:RopeExtrapolationConfig"),
-    ("proportional attention", "hiresflow.patches.attention:ProportionalAttentionConfig"),
-    ("text duplication", "hiresflow.patches.text_dup:TextDuplicationConfig"),
-    ("shifted patches", "hiresflow.patches.shifted_patches:ShiftedPatchesConfig"),
-    ("windowed attention", "hiresflow.patches.windowed_attention:WindowedAttentionConfig"),
-    ("RAU-Net / MSW-MSA / dilated conv / FreeU", "hiresflow.patches.unet_toolkit:UNetToolkit"),
+    ("NTK / PI RoPE", {"ntk": 10.0, "pi_floor": True}),
+    ("DyPE / YaRN", {"rope": "dype"}),
+    ("proportional attention", {"proportional_attention": True}),
+    ("text duplication", {"text_duplication": True}),
+    ("shifted patches", {"shifted_patches": True}),
+    ("windowed attention", {"windowed_attention": 0.5}),
+    ("RAU-Net / MSW-MSA / dilated conv / FreeU", None),
 ]
 
 
-def _load(path: str):
-    import importlib
+def _option(model, switches: dict | None) -> tuple[bool, str]:
+    """(supported, reason) of one toolkit option on `model`: the patches the adapter adds for the switch alone
+    (`FlowModel.toolkit_patches`, each checked by `check_patch`), its one-line refusal, or no patch at all."""
+    from hiresflow.patches.toolkit import DiTToolkit
+    from hiresflow.patches.unet_toolkit import UNetToolkit
 
-    module, name = path.split(":")
-    return getattr(importlib.import_module(module), name)
-
-
-def _option(model, path: str) -> tuple[bool, str]:
-    """(supported, reason) of one toolkit option on `model`."""
-    cls = _load(path)
-    if cls.__name__ == "UNetToolkit":
-        try:
-            model.unet_patches(cls(rau_net=True), strict=True)
+    try:
+        if switches is None:
+            model.unet_patches(UNetToolkit(rau_net=True), strict=True)
             return True, ""
-        except ValueError as err:
-            return False, str(err)
-    if cls.__name__.startswith("Rope"):
-        try:
+        if switches.get("rope") == "dype":
+            from hiresflow.recipes import dype_rope
+
             model.rope_axes()
-        except ValueError as err:
-            return False, str(err)
-    if issubclass(cls, model.patch_types()):
-        return True, ""
-    return False, f"the {model.family} adapter does not declare {getattr(cls, 'what', cls.__name__)}"
+            switches = {"rope": dype_rope(True)}
+        base = {type(p).__name__ for p in model.toolkit_patches(DiTToolkit())}
+        added = [p for p in model.toolkit_patches(DiTToolkit(**switches)) if type(p).__name__ not in base]
+        for patch in added:
+            model.check_patch(patch)
+    except ValueError as err:
+        return False, str(err)
+    if not added:
+        return False, f"the {model.family} adapter has no form of it; the switch is ignored on this family"
+    return True, ""
 
 
 def family_row(name: str, run: bool = True, log=print) -> dict:
@@ -107,8 +107,8 @@ def family_row(name: str, run: bool = True, log=print) -> dict:
             cell["seconds"] = round(time.perf_counter() - t0, 2)
         row["recipes"][recipe] = cell
         log(f"{name:24s} {recipe:12s} {'ok' if cell['ok'] else 'refused'}")
-    for column, path in OPTIONS:
-        ok, why = _option(model, path)
+    for column, switches in OPTIONS:
+        ok, why = _option(model, switches)
         row["options"][column] = {"ok": ok, "why": why}
     return row
 
