@@ -4,36 +4,18 @@ HTTP (POST /prompt), its image read back (/history, /view)."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import time
 import urllib.request
 
 import pytest
 
 from comfy_fixture import fixture_missing
-from comfy_harness import PACK, STUBS
+from comfy_harness import PACK
+from comfy_server import get as _get
+from comfy_server import running
 
 NODE_IDS = ("HiresflowSampler", "HiresflowRopePatch", "HiresflowUNetPatch", "HiresflowHiFlowGuider",
             "HiresflowEmbeddedLoader")
-# transformers and diffusers decide torchvision's absence before the test-only stand-in goes on the path
-LAUNCH = ("import runpy, sys; import transformers.utils.import_utils as t; t.is_torchvision_available(); "
-          "import diffusers.utils.import_utils; sys.path.insert(0, {stubs!r}); sys.argv = ['main.py'] + sys.argv[1:]; "
-          "runpy.run_path('main.py', run_name='__main__')")
-
-
-def _get(url: str, timeout: float = 5.0) -> bytes:
-    with urllib.request.urlopen(url, timeout=timeout) as r:
-        return r.read()
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.mark.slow
@@ -41,36 +23,12 @@ def test_server_runs_a_workflow_over_http(tmp_path):
     reason = fixture_missing()
     if reason:
         pytest.skip(reason)
-    from comfy_fixture import unpacked
-
-    root = unpacked()
-    base = tmp_path / "base"
-    (base / "custom_nodes").mkdir(parents=True)
-    (base / "custom_nodes" / "comfyui_hiresflow").symlink_to(PACK, target_is_directory=True)
-    out = tmp_path / "output"
-    port = _free_port()
-    cmd = [sys.executable, "-c", LAUNCH.format(stubs=str(STUBS)), "--cpu", "--listen", "127.0.0.1", "--port",
-           str(port), "--base-directory", str(base), "--disable-all-custom-nodes", "--whitelist-custom-nodes",
-           "comfyui_hiresflow", "--disable-api-nodes", "--database-url", "sqlite:///:memory:",
-           "--output-directory", str(out), "--temp-directory", str(tmp_path / "temp")]
-    log = (tmp_path / "server.log").open("w")
-    env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
-    proc = subprocess.Popen(cmd, cwd=root, stdout=log, stderr=subprocess.STDOUT, env=env)
-    url = f"http://127.0.0.1:{port}"
-    try:
+    with running(tmp_path) as (url, info):
         deadline = time.time() + 240
-        info = None
-        while time.time() < deadline and proc.poll() is None:
-            try:
-                info = json.loads(_get(f"{url}/object_info", timeout=30))
-                break
-            except OSError:
-                time.sleep(1)
-        assert info is not None, (tmp_path / "server.log").read_text()[-3000:]
         missing = [n for n in NODE_IDS if n not in info]
         assert not missing, f"pack nodes not registered: {missing}"
 
-        graph = json.loads((PACK / "example_workflows" / "tiny-sd-direct.api.json").read_text())
+        graph = json.loads((PACK / "example_workflows" / "api" / "tiny-sd-direct.json").read_text())
         graph["4"]["inputs"]["options"] = "steps=4"
         req = urllib.request.Request(f"{url}/prompt", data=json.dumps({"prompt": graph, "client_id": "tests"}).encode(),
                                      headers={"Content-Type": "application/json"})
@@ -96,10 +54,3 @@ def test_server_runs_a_workflow_over_http(tmp_path):
         assert img.size == (128, 128)
         lo, hi = img.convert("L").getextrema()
         assert hi - lo > 10  # an image, not a blank
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()

@@ -1,5 +1,6 @@
-"""The pack's example workflows (API format): the embedded-model ones run in ComfyUI's executor; the FLUX, SDXL and
-Qwen-Image ones pass ComfyUI's validation except for their model files, which this machine does not have."""
+"""The pack's example workflows in API format (`example_workflows/api/`): the embedded-model ones run in ComfyUI's
+executor; the FLUX, SDXL and Qwen-Image ones pass ComfyUI's validation except for their model files, which this
+machine does not have. Their UI-format twins are checked in test_ui_workflows.py and test_browser.py."""
 
 from __future__ import annotations
 
@@ -9,12 +10,12 @@ import pytest
 
 from comfy_harness import PACK
 
-FOLDER = PACK / "example_workflows"
+FOLDER = PACK / "example_workflows" / "api"
 FILE_INPUTS = {"unet_name", "ckpt_name", "clip_name", "clip_name1", "clip_name2", "vae_name"}
 
 
 def workflows(embedded: bool) -> list[str]:
-    names = sorted(p.name for p in FOLDER.glob("*.api.json"))
+    names = sorted(p.name for p in FOLDER.glob("*.json"))
     return [n for n in names if n.startswith("tiny-") == embedded]
 
 
