@@ -556,16 +556,18 @@ def _check_cfm(model: FlowModel, name: str) -> None:
 
 
 def anchored(model: FlowModel, native, target, steps: int | None = None, upscaler: str = "auto",
-             noising: float = 0.4, dwt_steps: int = 5, dwt_level: int = 1, wavelet: str = "db4",
+             noising: float = 0.3, dwt_steps: int | None = None, dwt_level: int = 1, wavelet: str = "db4",
              sharpen: bool | None = None, dype: bool | str = "auto", dype_method: str = "yarn",
              guidance: float | None = None, stage_guidance: float | None = None) -> Plan:
     """hiresflow's own recipe (docs/methods/anchored.md), built from the pieces that measured best on the
     reference world: the native pass; one jump to the target through a learned super-resolution model
     (`upscaler`, Real-ESRGAN x4plus; "auto" = it when the `sr` extra is installed, else DiffuseHigh's bicubic +
     sharpening; None = bicubic); re-noise to the last int(`noising`·N) steps; DiffuseHigh's structure guidance
-    (the DWT low band of x̂0 replaced by the enlargement's for the first `dwt_steps` steps, `dwt_level`,
-    `wavelet`); DyPE on the RoPE of that pass (`dype`: "auto" = on for families with a rotary embedding).
-    One pass at the target, so its time is the native pass + int(noising·N) target steps + one SR pass."""
+    (the DWT low band of x̂0 replaced by the enlargement's for the first `dwt_steps` steps — None: every re-run
+    step —, `dwt_level`, `wavelet`); DyPE on the RoPE of that pass (`dype`: "auto" = on for families with a
+    rotary embedding). One pass at the target, so its time is the native pass + int(noising·N) target steps +
+    one SR pass. Defaults (noising 0.3, every step guided) chosen on the tuning set of
+    benchmarks/specs/anchored-tuning.yaml, disjoint from the reported benches."""
     check_fraction("noising", noising)
     if upscaler == "auto":
         from .upscalers import unavailable_reason
@@ -588,6 +590,10 @@ def anchored(model: FlowModel, native, target, steps: int | None = None, upscale
         model.rope_axes()  # one line for families without RoPE
     n = _steps(model, steps)
     k = max(1, min(n, round(noising * n)))
+    if dwt_steps is None:
+        dwt_steps = k
+    elif isinstance(dwt_steps, bool) or not isinstance(dwt_steps, int) or dwt_steps < 0:
+        raise ValueError(f"dwt_steps must be an integer >= 0 (or None: every re-run step), got {dwt_steps!r}")
     hi = Stage(size=target, schedule=ScheduleSpec(steps=n, start=n - k),
                init=InitSpec("upsampled", "pixel", "bicubic", SharpenSpec() if sharpen else None, "mode", "decoded",
                              upscaler=upscaler),
