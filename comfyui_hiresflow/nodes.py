@@ -178,7 +178,7 @@ class HiresflowUNetPatch(io.ComfyNode):
             display_name="hiresflow U-Net Patch",
             category=CATEGORY,
             description="U-Net methods for SD 1.x / SDXL above the native size: restrained dilated convolution "
-                        "(FreeScale) and MSW-MSA windowed self-attention (HiDiffusion).",
+                        "(FreeScale), MSW-MSA windowed self-attention and RAU-Net (HiDiffusion).",
             inputs=[
                 io.Model.Input("model"),
                 io.Int.Input("dilation", default=2, min=1, max=8, tooltip="1: off"),
@@ -186,16 +186,28 @@ class HiresflowUNetPatch(io.ComfyNode):
                                tooltip="fraction of the steps that run dilated"),
                 io.Boolean.Input("msw_msa", default=True, tooltip="2×2 shifted-window self-attention in the "
                                                                    "outermost transformer levels"),
+                io.Boolean.Input("rau_net", default=False, optional=True,
+                                 tooltip="RAU-Net (HiDiffusion): shrink the deep features in the early steps so "
+                                         "objects do not repeat"),
+                io.Float.Input("rau_t1", default=-1.0, min=-1.0, max=1.0, step=0.05, optional=True,
+                               tooltip="RAU-Net's first switch, a fraction of the steps; -1: the official table "
+                                       "by target size"),
+                io.Float.Input("rau_t2", default=-1.0, min=-1.0, max=1.0, step=0.05, optional=True,
+                               tooltip="RAU-Net's second switch, a fraction of the steps; -1: the official table"),
             ],
             outputs=[io.Model.Output()],
         )
 
     @classmethod
-    def execute(cls, model, dilation, dilate_until, msw_msa) -> io.NodeOutput:
+    def execute(cls, model, dilation, dilate_until, msw_msa, rau_net=False, rau_t1=-1.0, rau_t2=-1.0) -> io.NodeOutput:
         from hiresflow.comfy.unet import patch_unet
 
+        def ratio(v):
+            return None if v is None or float(v) < 0 else float(v)
+
         try:
-            return io.NodeOutput(patch_unet(model, int(dilation), float(dilate_until), bool(msw_msa)))
+            return io.NodeOutput(patch_unet(model, int(dilation), float(dilate_until), bool(msw_msa), bool(rau_net),
+                                            ratio(rau_t1), ratio(rau_t2)))
         except ValueError as err:
             raise _one_line(err) from None
 

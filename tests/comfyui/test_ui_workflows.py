@@ -27,7 +27,8 @@ def make_ui():
 @pytest.fixture(scope="module")
 def info(comfy):
     mu = make_ui()
-    types = sorted({n["class_type"] for name in NAMES for n in json.loads((FOLDER / "api" / f"{name}.json").read_text()).values()})
+    graphs = [json.loads((FOLDER / "api" / f"{name}.json").read_text()) for name in NAMES]
+    types = sorted({n["class_type"] for g in graphs for n in g.values()})
     return mu.object_info(comfy.nodes, types)
 
 

@@ -192,4 +192,6 @@ def load_embedded(name: str):
 
     sd, meta = embedded_checkpoint(name)
     patcher, vae = load_state_dict(sd, meta)
+    # the native latent side, which ComfyUI's model config cannot tell (the U-Net patch's RAU-Net table reads it)
+    patcher.model.model_config.hiresflow_native_latent = int(meta["native_size"]) // int(vae.downscale_ratio)
     return patcher, EmbeddedTextEncoder(name), vae, meta
