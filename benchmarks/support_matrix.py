@@ -5,7 +5,7 @@
 For the embedded models and every family with a random tiny model (`hiresflow.models.loading.RANDOM`: FLUX.1, SD 1.x, SDXL, SD3, and the
 newer families registered there) it builds that model and, for every recipe of `hiresflow.recipes.RECIPES`,
 asks the recipe for a plan at 2× the native size. A plan that builds is a ✓ cell and is then *run* (tiny step
-counts, `FAST`), so a ✓ means "ran here", not "should run"; a recipe that refuses the family is a ✗ cell whose
+counts, `hiresflow.recipes.SMOKE_STEPS`), so a ✓ means "ran here", not "should run"; a recipe that refuses the family is a ✗ cell whose
 reason is the recipe's own one-line error. A DiT toolkit option is ✓ when the adapter turns the switch alone into
 a patch it accepts (`FlowModel.toolkit_patches`, `check_patch`), ✗ with the adapter's one-line refusal or "no
 form of it" otherwise; the U-Net methods ask `FlowModel.unet_patches`. tests/test_support_matrix.py recomputes the matrix and compares it with the committed JSON;
@@ -22,24 +22,6 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "benchmarks" / "results" / "support_matrix.json"
 PROMPT = "three pine trees by a lake at night"
-
-# tiny step counts per recipe: enough to exercise every stage, guide and patch
-FAST: dict[str, dict] = {
-    "direct": dict(steps=2),
-    "upscale": dict(steps=2),
-    "sdedit": dict(steps=3),
-    "hiflow": dict(base_steps=3, stage_steps=(2,)),
-    "imax": dict(steps=2, hires_steps=2),
-    "dype": dict(steps=2),
-    "dype+hiflow": dict(base_steps=3, stage_steps=(2,)),
-    "ultraimage": dict(steps=2, hires_steps=2),
-    "demofusion": dict(steps=2, view_batch=64),
-    "freescale": dict(steps=3),
-    "hidiffusion": dict(steps=2),
-    "diffusehigh": dict(steps=3, dwt_steps=1),
-    "anchored": dict(steps=3, dwt_steps=1, upscaler=None),
-    "cfm": dict(steps=2, nfe=2),
-}
 
 # toolkit options: (column, the DiT toolkit switch that asks for it); the U-Net methods are one column
 OPTIONS = [
@@ -84,7 +66,7 @@ def family_row(name: str, run: bool = True, log=print) -> dict:
     import torch
 
     from hiresflow.models.loading import load_model
-    from hiresflow.recipes import RECIPES, build_plan
+    from hiresflow.recipes import RECIPES, SMOKE_STEPS, build_plan
     from hiresflow.runner import run_plan
 
     torch.manual_seed(0)
@@ -93,7 +75,7 @@ def family_row(name: str, run: bool = True, log=print) -> dict:
            "recipes": {}, "options": {}}
     for recipe in RECIPES:
         try:
-            plan = build_plan(recipe, model, scale=2, **FAST.get(recipe, {}))
+            plan = build_plan(recipe, model, scale=2, **SMOKE_STEPS.get(recipe, {}))
         except ValueError as err:
             row["recipes"][recipe] = {"ok": False, "why": str(err)}
             continue

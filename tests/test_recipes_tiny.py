@@ -4,20 +4,10 @@ import pytest
 import torch
 
 from hiresflow.models.loading import wrap_pipeline
-from hiresflow.recipes import RECIPES, build_plan
+from hiresflow.recipes import RECIPES, SMOKE_STEPS, build_plan
 from hiresflow.runner import run_plan
 
-FAST = {
-    "direct": dict(steps=3),
-    "upscale": dict(steps=3),
-    "sdedit": dict(steps=4),
-    "hiflow": dict(base_steps=4, stage_steps=(2, 2)),
-    "imax": dict(steps=3, hires_steps=3),
-    "demofusion": dict(steps=2, view_batch=64),
-    "freescale": dict(steps=4),
-    "diffusehigh": dict(steps=4, dwt_steps=2),
-    "anchored": dict(steps=4, dwt_steps=1),
-}
+FAST = {name: SMOKE_STEPS[name] for name in ("direct", "upscale", "sdedit", "hiflow", "imax", "demofusion", "freescale", "diffusehigh", "anchored")}
 SIZES = {"2x": dict(scale=2), "4x": dict(scale=4), "wide": dict(size=(128, 192))}
 
 

@@ -551,8 +551,10 @@ def diffusehigh(model: FlowModel, native, target, steps: int | None = None, nois
 def _check_cfm(model: FlowModel, name: str) -> None:
     """Refuse, before anything is sampled, a CFM upsampler trained on another latent space (one line)."""
     from .cfm.stage import attach_upsampler
+    from .quiet import quiet_libraries
 
-    attach_upsampler(model, name)
+    with quiet_libraries():  # diffusers' loading notes are not for the user
+        attach_upsampler(model, name)
 
 
 def anchored(model: FlowModel, native, target, steps: int | None = None, upscaler: str = "auto",
@@ -657,6 +659,26 @@ RECIPES: dict[str, Recipe] = {
                                      "(one pass at the target)"),
         Recipe("cfm", cfm, "trained Coupling Flow Matching latent upsampler, ×2 per stage (few ODE steps)"),
     ]
+}
+
+
+# The fewest steps that still run every stage, guide and patch of each recipe: smoke runs on tiny models (the
+# tests, `benchmarks/support_matrix.py`), not a quality setting.
+SMOKE_STEPS: dict[str, dict] = {
+    "direct": dict(steps=3),
+    "upscale": dict(steps=3),
+    "sdedit": dict(steps=4),
+    "hiflow": dict(base_steps=4, stage_steps=(2, 2)),
+    "imax": dict(steps=3, hires_steps=3),
+    "dype": dict(steps=3),
+    "dype+hiflow": dict(base_steps=4, stage_steps=(2, 2)),
+    "ultraimage": dict(steps=3, hires_steps=3),
+    "demofusion": dict(steps=2, view_batch=64),
+    "freescale": dict(steps=4),
+    "hidiffusion": dict(steps=3),
+    "diffusehigh": dict(steps=4, dwt_steps=2),
+    "anchored": dict(steps=4, dwt_steps=1),
+    "cfm": dict(steps=2, nfe=2),
 }
 
 

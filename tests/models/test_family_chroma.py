@@ -21,22 +21,10 @@ from hiresflow.models.flux import pack_latents
 from hiresflow.models.loading import load_model, wrap_pipeline
 from hiresflow.models.tiny_chroma import NATIVE, tiny_pipeline
 from hiresflow.patches.rope_frequencies import NTKRope, PositionInterpolation, RopeAxis, StockRope
-from hiresflow.recipes import build_plan
+from hiresflow.recipes import SMOKE_STEPS, build_plan
 from hiresflow.runner import run_plan, stage_seed
 
-FAST = {
-    "direct": dict(steps=3),
-    "upscale": dict(steps=3),
-    "sdedit": dict(steps=4),
-    "hiflow": dict(base_steps=4, stage_steps=(2, 2)),
-    "imax": dict(steps=3, hires_steps=3),
-    "demofusion": dict(steps=2, view_batch=64),
-    "freescale": dict(steps=4),
-    "diffusehigh": dict(steps=4, dwt_steps=2),
-    "dype": dict(steps=3),
-    "dype+hiflow": dict(base_steps=4, stage_steps=(2, 2)),
-    "ultraimage": dict(steps=3, hires_steps=3),
-}
+FAST = {name: SMOKE_STEPS[name] for name in ("direct", "upscale", "sdedit", "hiflow", "imax", "demofusion", "freescale", "diffusehigh", "dype", "dype+hiflow", "ultraimage")}
 TOL = 2e-5  # float32 on the CPU: the pipeline and the adapter round σ and the Euler step differently
 
 

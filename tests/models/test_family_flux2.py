@@ -13,7 +13,7 @@ from hiresflow.models.loading import load_model, wrap_pipeline
 from hiresflow.models.tiny import make_tokenizer_class_portable
 from hiresflow.models.tiny_flux2 import NATIVE, tiny_klein_pipeline, tiny_pipeline
 from hiresflow.patches.rope_frequencies import NTKRope, PositionInterpolation, RopeCall, StockRope
-from hiresflow.recipes import build_plan
+from hiresflow.recipes import SMOKE_STEPS, build_plan
 from hiresflow.runner import run_plan
 
 PROMPT = "three pine trees by a lake at night"
@@ -284,19 +284,7 @@ def test_text_copies_sit_at_their_tile_origin(model, cond, klein):
 
 # ---------------------------------------------------------------- (d) recipes
 
-FAST = {
-    "direct": dict(steps=3),
-    "upscale": dict(steps=3),
-    "sdedit": dict(steps=4),
-    "hiflow": dict(base_steps=4, stage_steps=(2, 2)),
-    "imax": dict(steps=3, hires_steps=3),
-    "demofusion": dict(steps=2, view_batch=64),
-    "freescale": dict(steps=4),
-    "diffusehigh": dict(steps=4, dwt_steps=2),
-    "dype": dict(steps=3),
-    "dype+hiflow": dict(base_steps=4, stage_steps=(2, 2)),
-    "ultraimage": dict(steps=3, hires_steps=3, concentration=False),
-}
+FAST = {name: SMOKE_STEPS[name] for name in ("direct", "upscale", "sdedit", "hiflow", "imax", "demofusion", "freescale", "diffusehigh", "dype", "dype+hiflow", "ultraimage")}
 
 
 @pytest.mark.parametrize("scale", [2, pytest.param(4, marks=pytest.mark.slow)])

@@ -14,7 +14,7 @@ from hiresflow.models.qwenimage import QwenImageFlowModel, QwenRotaryEmbed
 from hiresflow.models.tiny_qwenimage import NATIVE, tiny_pipeline
 from hiresflow.patches.rope_frequencies import (AxisFrequencies, FrequencyTransform, NTKRope, PositionInterpolation,
                                                 StockRope, YaRNRope)
-from hiresflow.recipes import build_plan
+from hiresflow.recipes import SMOKE_STEPS, build_plan
 from hiresflow.runner import run_plan
 
 PROMPT = "a red house by the lake at sunset"
@@ -236,19 +236,7 @@ def test_guidance_distilled_transformers_are_refused():
 
 # ---------------------------------------------------------------- (d) recipes
 
-FAST = {
-    "direct": dict(steps=3),
-    "upscale": dict(steps=3),
-    "sdedit": dict(steps=4),
-    "hiflow": dict(base_steps=4, stage_steps=(2, 2)),
-    "imax": dict(steps=3, hires_steps=3),
-    "demofusion": dict(steps=2, view_batch=64),  # view/2 = 5 latent px: the default stride rounds it to 4
-    "freescale": dict(steps=4),
-    "diffusehigh": dict(steps=4, dwt_steps=2),
-    "dype": dict(steps=3),
-    "dype+hiflow": dict(base_steps=4, stage_steps=(2, 2)),
-    "ultraimage": dict(steps=3, hires_steps=3, concentration=False),
-}
+FAST = {name: SMOKE_STEPS[name] for name in ("direct", "upscale", "sdedit", "hiflow", "imax", "demofusion", "freescale", "diffusehigh", "dype", "dype+hiflow", "ultraimage")}
 
 
 @pytest.mark.parametrize("scale", [2, pytest.param(4, marks=pytest.mark.slow)])

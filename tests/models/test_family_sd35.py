@@ -16,19 +16,10 @@ import torch
 from hiresflow.models.loading import load_model, wrap_pipeline
 from hiresflow.models.sd3 import SD3FlowModel, SkipLayerGuidance
 from hiresflow.models.tiny_sd35 import NATIVE, tiny_pipeline
-from hiresflow.recipes import build_plan
+from hiresflow.recipes import SMOKE_STEPS, build_plan
 from hiresflow.runner import run_plan, stage_seed
 
-FAST = {
-    "direct": dict(steps=3),
-    "upscale": dict(steps=3),
-    "sdedit": dict(steps=4),
-    "hiflow": dict(base_steps=4, stage_steps=(2, 2)),
-    "imax": dict(steps=3, hires_steps=3),
-    "demofusion": dict(steps=2, view_batch=64),
-    "freescale": dict(steps=4),
-    "diffusehigh": dict(steps=4, dwt_steps=2),
-}
+FAST = {name: SMOKE_STEPS[name] for name in ("direct", "upscale", "sdedit", "hiflow", "imax", "demofusion", "freescale", "diffusehigh")}
 TOL = 2e-5
 SLG = dict(skip_guidance_layers=[1], skip_layer_guidance_scale=2.8, skip_layer_guidance_start=0.01,
            skip_layer_guidance_stop=0.6)

@@ -11,7 +11,7 @@ from hiresflow.models.loading import load_model, wrap_pipeline
 from hiresflow.models.tiny_zimage import CHAT_TEMPLATE, NATIVE, tiny_pipeline
 from hiresflow.models.zimage import ZImageFlowModel, ZImageRope, duplicate_caption_ids
 from hiresflow.patches.rope_frequencies import NTKRope, PositionInterpolation, RopeCall, StockRope
-from hiresflow.recipes import build_plan
+from hiresflow.recipes import SMOKE_STEPS, build_plan
 from hiresflow.runner import run_plan
 
 PROMPT = "three pine trees by a lake at night"
@@ -188,20 +188,7 @@ def test_one_copy_of_text_duplication_is_the_stock_call(model, cond):
 
 # ---------------------------------------------------------------- (d) recipes
 
-FAST = {
-    "direct": dict(steps=3),
-    "upscale": dict(steps=3),
-    "sdedit": dict(steps=4),
-    "hiflow": dict(base_steps=4, stage_steps=(2, 2)),
-    "imax": dict(steps=3, hires_steps=3),
-    "demofusion": dict(steps=2, view_batch=64),
-    "freescale": dict(steps=4),
-    "diffusehigh": dict(steps=4, dwt_steps=2),
-    "dype": dict(steps=3),
-    "dype+hiflow": dict(base_steps=4, stage_steps=(2, 2)),
-    "ultraimage": dict(steps=3, hires_steps=3, concentration=False),
-    "anchored": dict(steps=4, dwt_steps=1, upscaler=None),  # bicubic: Real-ESRGAN is a family-neutral extra
-}
+FAST = {name: SMOKE_STEPS[name] for name in ("direct", "upscale", "sdedit", "hiflow", "imax", "demofusion", "freescale", "diffusehigh", "dype", "dype+hiflow", "ultraimage", "anchored")}
 
 
 @pytest.mark.parametrize("scale", [2, pytest.param(4, marks=pytest.mark.slow)])

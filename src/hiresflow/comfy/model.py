@@ -302,24 +302,13 @@ class ComfyFluxModel(ComfyFlowModel):
     def toolkit_patches(self, toolkit) -> list:
         """Shifted patches, NTK/PI or DyPE RoPE, proportional attention; text duplication and windowed attention
         are diffusers-only and refused with one line."""
-        from ..patches.rope import RopeScalingConfig
-        from ..patches.shifted_patches import ShiftedPatchesConfig
         from .rope import ComfyProportionalAttentionConfig
 
         if toolkit.text_duplication:
             raise ValueError("text duplication is not available on ComfyUI models; set text_duplication to false")
         if toolkit.windowed_attention is not None:
             raise ValueError("windowed attention is not available on ComfyUI models; leave windowed_attention unset")
-        out: list = []
-        if toolkit.shifted_patches:
-            out.append(ShiftedPatchesConfig(frame=toolkit.shift_frame))
-        if toolkit.rope is not None:
-            out.append(toolkit.rope)
-        elif toolkit.ntk != 1.0 or toolkit.pi_floor:
-            out.append(RopeScalingConfig(ntk=toolkit.ntk, pi_floor=toolkit.pi_floor))
-        if toolkit.proportional_attention:
-            out.append(ComfyProportionalAttentionConfig())
-        return out
+        return self.rotary_toolkit_patches(toolkit, ComfyProportionalAttentionConfig)
 
 
 def comfy_flow_model(patcher, vae, positive, negative=None, cfg: float = 1.0, **kwargs) -> ComfyFlowModel:

@@ -245,6 +245,29 @@ class FlowModel(ABC):
         """This family's patch configs for the DiT toolkit switches (`hiresflow.patches.toolkit.DiTToolkit`)."""
         return []
 
+    def rotary_toolkit_patches(self, toolkit, proportional: type[PatchConfig],
+                               shifted_patches: bool = True) -> list[PatchConfig]:
+        """The DiT toolkit's part shared by the rotary families, in the order they nest: text duplication, shifted
+        patches (when the family has them), the RoPE transform (`toolkit.rope`: DyPE/YaRN/PI/NTK; else I-Max's
+        NTK/PI when ntk ≠ 1 or pi_floor), proportional attention as the family's `proportional` config. A family
+        refuses what it lacks before calling this (one line)."""
+        from ..patches.rope import RopeScalingConfig
+        from ..patches.shifted_patches import ShiftedPatchesConfig
+        from ..patches.text_dup import TextDuplicationConfig
+
+        out: list[PatchConfig] = []
+        if toolkit.text_duplication:
+            out.append(TextDuplicationConfig())
+        if toolkit.shifted_patches and shifted_patches:
+            out.append(ShiftedPatchesConfig(frame=toolkit.shift_frame))
+        if toolkit.rope is not None:
+            out.append(toolkit.rope)
+        elif toolkit.ntk != 1.0 or toolkit.pi_floor:
+            out.append(RopeScalingConfig(ntk=toolkit.ntk, pi_floor=toolkit.pi_floor))
+        if toolkit.proportional_attention:
+            out.append(proportional())
+        return out
+
     def unet_patches(self, toolkit, strict: bool = True) -> list[PatchConfig]:
         """This family's patch configs for the U-Net method switches (`hiresflow.patches.unet_toolkit.UNetToolkit`).
 

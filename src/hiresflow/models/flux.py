@@ -136,22 +136,9 @@ class FluxFlowModel(DiTFlowModel):
         """Every switch: text duplication (grid ids), shifted patches, NTK/PI RoPE, proportional attention on
         the rotary tables, windowed attention (told whether the tables carry the proportional scale)."""
         from ..patches.attention import ProportionalAttentionConfig
-        from ..patches.rope import RopeScalingConfig
-        from ..patches.shifted_patches import ShiftedPatchesConfig
-        from ..patches.text_dup import TextDuplicationConfig
         from ..patches.windowed_attention import WindowedAttentionConfig
 
-        out: list = []
-        if toolkit.text_duplication:
-            out.append(TextDuplicationConfig())
-        if toolkit.shifted_patches:
-            out.append(ShiftedPatchesConfig(frame=toolkit.shift_frame))
-        if toolkit.rope is not None:
-            out.append(toolkit.rope)
-        elif toolkit.ntk != 1.0 or toolkit.pi_floor:
-            out.append(RopeScalingConfig(ntk=toolkit.ntk, pi_floor=toolkit.pi_floor))
-        if toolkit.proportional_attention:
-            out.append(ProportionalAttentionConfig())
+        out = self.rotary_toolkit_patches(toolkit, ProportionalAttentionConfig)
         if toolkit.windowed_attention is not None:
             out.append(WindowedAttentionConfig(start=toolkit.windowed_attention,
                                                proportional=toolkit.proportional_attention))

@@ -282,21 +282,11 @@ class Flux2FlowModel(DiTFlowModel):
         32-channel pixel would move values across batch-norm channels with other statistics. Windowed attention
         (FLUX.1's attention processor) is refused with one line."""
         from ..patches.attention import ProportionalAttentionConfig
-        from ..patches.rope import RopeScalingConfig
-        from ..patches.text_dup import TextDuplicationConfig
 
         if toolkit.windowed_attention is not None:
             raise ValueError(f"windowed attention replaces FLUX.1's attention processor and has no FLUX.2 form; "
                              f"{self.name!r} is {self.family}: leave windowed_attention unset")
-        out: list = []
-        if toolkit.text_duplication:
-            out.append(TextDuplicationConfig())
-        if toolkit.rope is not None:
-            out.append(toolkit.rope)
-        elif toolkit.ntk != 1.0 or toolkit.pi_floor:
-            out.append(RopeScalingConfig(ntk=toolkit.ntk, pi_floor=toolkit.pi_floor))
-        if toolkit.proportional_attention:
-            out.append(ProportionalAttentionConfig())
+        out = self.rotary_toolkit_patches(toolkit, ProportionalAttentionConfig, shifted_patches=False)
         return out
 
     def rope_axes(self) -> list:

@@ -391,23 +391,13 @@ class QwenImageFlowModel(DiTFlowModel):
     def toolkit_patches(self, toolkit) -> list:
         """Shifted patches, NTK/PI RoPE or a RoPE extrapolation (DyPE, YaRN, …) through `rope_applied`, and
         proportional attention on the rotary tables. Text duplication and windowed attention are refused."""
-        from ..patches.rope import RopeScalingConfig
-        from ..patches.shifted_patches import ShiftedPatchesConfig
 
         if toolkit.text_duplication:
             self.duplicate_text(None, 1, 1, (1, 1))
         if toolkit.windowed_attention is not None:
             raise ValueError("windowed attention replaces FLUX attention processors and has no Qwen-Image form; "
                              "switch it off (windowed_attention=None)")
-        out: list = []
-        if toolkit.shifted_patches:
-            out.append(ShiftedPatchesConfig(frame=toolkit.shift_frame))
-        if toolkit.rope is not None:
-            out.append(toolkit.rope)
-        elif toolkit.ntk != 1.0 or toolkit.pi_floor:
-            out.append(RopeScalingConfig(ntk=toolkit.ntk, pi_floor=toolkit.pi_floor))
-        if toolkit.proportional_attention:
-            out.append(QwenProportionalAttentionConfig())
+        out = self.rotary_toolkit_patches(toolkit, QwenProportionalAttentionConfig)
         return out
 
     def duplicate_text(self, cond, kh, kw, tile):

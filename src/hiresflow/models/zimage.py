@@ -242,24 +242,11 @@ class ZImageFlowModel(DiTFlowModel):
         """Text duplication (copies at their native tile's origin, `duplicate_caption_ids`), shifted patches, the
         RoPE extrapolation (`rope`: PI/NTK/YaRN, DyPE) or else the NTK/PI RoPE, and proportional attention on the
         rotary tables. Windowed attention (a FLUX.1 joint-attention processor) is refused with one line."""
-        from ..patches.rope import RopeScalingConfig
-        from ..patches.shifted_patches import ShiftedPatchesConfig
-        from ..patches.text_dup import TextDuplicationConfig
 
         if toolkit.windowed_attention is not None:
             raise ValueError(f"windowed attention replaces FLUX.1's joint attention processor and has no {self.family} "
                              f"form; switch it off (windowed_attention=None)")
-        out: list = []
-        if toolkit.text_duplication:
-            out.append(TextDuplicationConfig())
-        if toolkit.shifted_patches:
-            out.append(ShiftedPatchesConfig(frame=toolkit.shift_frame))
-        if toolkit.rope is not None:
-            out.append(toolkit.rope)
-        elif toolkit.ntk != 1.0 or toolkit.pi_floor:
-            out.append(RopeScalingConfig(ntk=toolkit.ntk, pi_floor=toolkit.pi_floor))
-        if toolkit.proportional_attention:
-            out.append(ZImageProportionalAttentionConfig())
+        out = self.rotary_toolkit_patches(toolkit, ZImageProportionalAttentionConfig)
         return out
 
     def duplicate_text(self, cond: ZImageCond, kh: int, kw: int, tile: tuple[int, int]) -> ZImageCond:
