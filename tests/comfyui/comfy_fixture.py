@@ -95,6 +95,20 @@ def install_requirements(python: str = sys.executable) -> None:
         subprocess.run([python, "-m", "pip", "install", "-q", "-r", str(req), "-c", str(con)], check=True)
 
 
+def ensure_requirements(python: str = sys.executable) -> None:
+    """`install_requirements` once per environment: a stamp in the unpacked folder names the interpreter's prefix
+    and the requirements, so a clean clone's first test session installs them and later ones do not."""
+    import hashlib
+
+    root = unpacked()
+    reqs = filtered_requirements((root / "requirements.txt").read_text())
+    key = hashlib.sha256("\n".join([sys.prefix, TORCH_PIN, *reqs]).encode()).hexdigest()[:16]
+    stamp = root / f".requirements-{key}"
+    if not stamp.is_file():
+        install_requirements(python)
+        stamp.write_text(sys.prefix + "\n")
+
+
 if __name__ == "__main__":
     if len(sys.argv) != 2 or sys.argv[1] not in ("install", "unpack"):
         sys.exit("usage: python tests/comfyui/comfy_fixture.py install|unpack")
@@ -102,4 +116,4 @@ if __name__ == "__main__":
     if reason:
         print(f"skipped: {reason}")
         sys.exit(0)
-    install_requirements() if sys.argv[1] == "install" else print(unpacked())
+    ensure_requirements() if sys.argv[1] == "install" else print(unpacked())

@@ -1,6 +1,7 @@
 """ComfyUI pack tests: skipped with one line when the pinned ComfyUI fixture (../shared/fixtures/comfyui) is absent.
 
-The archive is checked (sha256) and unpacked into `.cache/comfyui-<commit>` at the repository root
+The archive is checked (sha256) and unpacked into `.cache/comfyui-<commit>` at the repository root, and ComfyUI's
+requirements are installed CPU-only into the test environment the first time a session selects these tests
 (`comfy_fixture.py`); one in-process ComfyUI serves the session (`comfy_harness.py`)."""
 
 from __future__ import annotations
@@ -16,6 +17,10 @@ REASON = fixture_missing()
 
 def pytest_collection_modifyitems(config, items):
     if REASON is None:
+        if any("tests/comfyui/" in str(item.fspath).replace("\\", "/") for item in items):
+            from comfy_fixture import ensure_requirements
+
+            ensure_requirements()  # ComfyUI's requirements, CPU-only, once per environment (comfy_fixture.py)
         return
     skip = pytest.mark.skip(reason=REASON)
     for item in items:

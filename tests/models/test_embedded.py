@@ -14,7 +14,7 @@ FAST = {"direct": dict(steps=4), "upscale": dict(steps=4), "sdedit": dict(steps=
         "hiflow": dict(base_steps=6, stage_steps=(3, 2)), "demofusion": dict(steps=3, view_batch=64),
         "freescale": dict(steps=5), "diffusehigh": dict(steps=5, dwt_steps=2), "hidiffusion": dict(steps=4),
         "cfm": dict(steps=4, nfe=1), "ultraimage": dict(steps=4, hires_steps=4), "dype": dict(steps=4),
-        "dype+hiflow": dict(base_steps=6, stage_steps=(3, 2))}
+        "dype+hiflow": dict(base_steps=6, stage_steps=(3, 2)), "anchored": dict(steps=5, dwt_steps=2)}
 UNET_ONLY = {"hidiffusion"}
 ROPE_ONLY = {"ultraimage", "dype", "dype+hiflow"}
 
