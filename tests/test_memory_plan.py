@@ -142,3 +142,57 @@ def test_gpu_benchmark_script_cpu_plumbing(tmp_path):
     assert ran == {(v, r) for v in ("plain", "cache") for r in ("direct", "hiflow", "imax")}
     assert any(r.get("skipped") == "offloading needs a GPU" for r in rows)
     assert "| plain | hiflow | 128² |" in (tmp_path / "gpu.md").read_text()
+
+
+REAL_CONFIGS = __import__("pathlib").Path(__file__).parent / "models" / "data" / "real_configs"
+
+
+def _narrow(cls: str, cfg: dict) -> dict:
+    """A published transformer config at toy width (one head, small text width), the rest as published."""
+    cfg = dict(cfg)
+    if "ZImage" in cls:
+        cfg.update(dim=128, n_heads=1, n_kv_heads=1, cap_feat_dim=32)
+    else:
+        head = int(cfg["attention_head_dim"])
+        cfg.update(num_attention_heads=1, joint_attention_dim=32)
+        if "caption_projection_dim" in cfg:
+            cfg.update(caption_projection_dim=head, pooled_projection_dim=32)
+        if "approximator_hidden_dim" in cfg:
+            cfg.update(approximator_hidden_dim=32)
+    return cfg
+
+
+@pytest.mark.parametrize("family", ["chroma", "flux2", "qwenimage", "sd35", "zimage"])
+def test_family_cases_build_and_run_at_toy_width(family):
+    """Each family's real_widths case: the published block structure with 1 (+1) block(s) and the inputs its adapter
+    passes (`example_inputs`), run at toy width and 128² pixels; the VAE decodes `example_latents`."""
+    import json
+    from dataclasses import replace
+
+    d = json.loads((REAL_CONFIGS / f"{family}.json").read_text())
+    arch = mp.architecture_from_dict(d)
+    assert arch.denoiser.text_tokens == (333 if family == "sd35" else 512)
+    assert arch.denoiser.width >= 2432 and arch.denoiser.head_dim == (64 if family == "sd35" else 128)
+    assert arch.vae.factor == 8 and arch.vae.latent_channels == {"flux2": 32}.get(family, 16)
+    meta = mp.build_module(arch.denoiser, blocks=(1, 1), device="meta", refiners=1)
+    lists = [m for m in meta.children() if isinstance(m, torch.nn.ModuleList) and len(m)]
+    assert lists and all(len(m) == 1 for m in lists)  # every block (and refiner) list cut to one
+    small = replace(arch, denoiser=replace(arch.denoiser, config=_narrow(d["transformer_class"], d["transformer"]),
+                                           text_tokens=7))
+    torch.manual_seed(0)
+    module = mp.build_module(small.denoiser, blocks=(1, 1), refiners=1)
+    inputs = mp.example_inputs(small, module, 128)
+    with torch.inference_mode():
+        out = module(**inputs)[0]
+    out = torch.stack(out) if isinstance(out, list) else out
+    assert out.numel() == small.vae.latent_channels * (128 // 8) ** 2  # FLUX.2: 128 channels at 8², packed
+    assert torch.isfinite(out).all()
+    vcfg = dict(arch.vae.config)
+    if "base_dim" in vcfg:
+        vcfg.update(base_dim=8, num_res_blocks=1)
+    else:
+        vcfg.update(block_out_channels=[32] * 4, layers_per_block=1)
+    vae = replace(arch.vae, config=vcfg)
+    with torch.inference_mode():
+        img = mp.build_module(vae).decode(mp.example_latents(vae, 64)).sample
+    assert img.shape[-2:] == (64, 64) and img.shape[:2] == (1, 3)

@@ -11,6 +11,8 @@ Prediction (bytes; b = bytes per element of the compute dtype, N = tokens of one
   tables (2·N·head_dim) and, for an unfused attention backend ("_native_math"), the score and softmax matrices
   (2·heads·N²·b); on the CPU one packed copy of the largest Linear weight. The fused kernels of `dispatch_attention_fn` (SDPA flash/efficient, flash-attn, CPU flash) keep
   attention O(N). N = image tokens + text tokens × copies; CFG run as one batched call multiplies by the batch;
+- other DiT families (Chroma, FLUX.2, Qwen-Image, SD3, Z-Image): their own maps, largest Linear and mask term,
+  each counted from its diffusers block and checked on real widths (`_dit_counts`);
 - U-Net call: 48·h·w·C₀·b per batch row (the adapter's own count, `SDFlowModel.call_bytes`, fitted on the embedded
   U-Net; not validated at real width);
 - VAE decode (`vae_decode_bytes`): 6·C₀·H·W·b (8 on the CPU: oneDNN's blocked-layout copies), counted from `ResnetBlock2D.forward` at full resolution: the first
@@ -45,7 +47,7 @@ from .caching import denoiser_of
 
 __all__ = ["DenoiserArch", "VaeArch", "Architecture", "ARCHITECTURES", "Mechanisms", "CANDIDATES", "Phase",
            "MemoryPlan", "parse_memory", "architecture_from_dict", "architecture_of", "build_module",
-           "example_inputs", "denoiser_call_bytes", "denoiser_input_bytes", "vae_decode_bytes", "vae_encode_bytes",
+           "example_inputs", "example_latents", "denoiser_call_bytes", "denoiser_input_bytes", "vae_decode_bytes", "vae_encode_bytes",
            "predict", "choose", "apply_mechanisms", "explain", "ATTENTION_BACKENDS"]
 
 GIB = 2**30
@@ -57,6 +59,7 @@ ATTENTION_BACKENDS = FUSED_ATTENTION + ("_native_math",)
 DIT_BLOCK_MAPS = 7  # + 2·r live N·D maps at a DiT block's peak (module docstring)
 UNET_MAPS = 48  # per batch row, × h·w·C₀ (SDFlowModel.call_bytes)
 VAE_MAPS = 6  # × C₀·H·W at full resolution (module docstring)
+CAUSAL_VAE_MAPS = 20  # the same for a causal 3-D VAE's decoder (Qwen-Image; `_vae_maps`)
 TEXT_MAPS = 16
 
 
@@ -92,15 +95,25 @@ class DenoiserArch:
     @property
     def width(self) -> int:
         c = self.config
+        if "dim" in c and "num_attention_heads" not in c:  # Z-Image: dim, n_heads
+            return int(c["dim"])
         return int(c.get("num_attention_heads", 1)) * int(c.get("attention_head_dim", 1))
 
     @property
     def heads(self) -> int:
-        return int(self.config.get("num_attention_heads", 1))
+        return int(self.config.get("num_attention_heads", self.config.get("n_heads", 1)))
 
     @property
     def head_dim(self) -> int:
+        if "attention_head_dim" not in self.config and "n_heads" in self.config:
+            return self.width // self.heads
         return int(self.config.get("attention_head_dim", 1))
+
+    @property
+    def text_width(self) -> int:
+        """Width of the text features the call takes (joint_attention_dim; Z-Image's cap_feat_dim)."""
+        c = self.config
+        return int(c.get("joint_attention_dim", c.get("cross_attention_dim", c.get("cap_feat_dim", 0))) or 0)
 
 
 @dataclass(frozen=True)
@@ -110,15 +123,26 @@ class VaeArch:
 
     @property
     def c0(self) -> int:
-        return int(self.config.get("block_out_channels", (128,))[0])
+        c = self.config
+        if "block_out_channels" not in c and "base_dim" in c:  # AutoencoderKLQwenImage: base_dim · dim_mult[0]
+            return int(c["base_dim"]) * int((c.get("dim_mult") or (1,))[0])
+        return int(c.get("block_out_channels", (128,))[0])
 
     @property
     def latent_channels(self) -> int:
-        return int(self.config.get("latent_channels", 4))
+        return int(self.config.get("latent_channels", self.config.get("z_dim", 4)))
 
     @property
     def factor(self) -> int:
-        return 2 ** (len(self.config.get("block_out_channels", (0, 0, 0, 0))) - 1)
+        c = self.config
+        if "block_out_channels" not in c and "dim_mult" in c:
+            return 2 ** (len(c["dim_mult"]) - 1)
+        return 2 ** (len(c.get("block_out_channels", (0, 0, 0, 0))) - 1)
+
+    @property
+    def frames(self) -> bool:
+        """A causal video VAE (AutoencoderKLQwenImage): latents carry a frame axis, [B, C, 1, h, w] for an image."""
+        return "QwenImage" in self.cls or "Wan" in self.cls
 
     @property
     def tile(self) -> int:
@@ -177,12 +201,31 @@ ARCHITECTURES: dict[str, Architecture] = {
 }
 
 
+# Tokens of one text copy when a config file does not say (`text_tokens`): the pipelines' default
+# max_sequence_length, 512 for FLUX.1, Chroma, FLUX.2, Qwen-Image (an upper bound: its text is not padded) and
+# Z-Image; SD3/SD3.5 concatenate CLIP's 77 tokens and T5's 256 (StableDiffusion3Pipeline's default).
+FAMILY_TEXT_TOKENS = {"sd3": 77 + 256}
+
+
+def _mlp_ratio(cls: str, cfg: dict) -> float:
+    """Hidden width of the block's MLP over D: FLUX.2's `mlp_ratio` (3, SwiGLU), Z-Image's FeedForward
+    int(dim / 3 · 8) (SwiGLU), else 4."""
+    if "mlp_ratio" in cfg:
+        return float(cfg["mlp_ratio"])
+    if "ZImage" in cls and "dim" in cfg:
+        return int(int(cfg["dim"]) / 3 * 8) / int(cfg["dim"])
+    return 4.0
+
+
 def architecture_from_dict(d: dict) -> Architecture:
     """A published config file ({"family", "transformer_class", "transformer", "vae_class", "vae", optional
     "text_tokens", "patch", "cfg_batch"}) as an Architecture."""
-    den = DenoiserArch(d.get("transformer_class", "FluxTransformer2DModel"), dict(d["transformer"]),
-                       text_tokens=int(d.get("text_tokens", 512)), patch=int(d.get("patch", 2)),
-                       cfg_batch=int(d.get("cfg_batch", 1)), mlp_ratio=float(d.get("mlp_ratio", 4.0)))
+    cls = d.get("transformer_class", "FluxTransformer2DModel")
+    tokens = d.get("text_tokens", FAMILY_TEXT_TOKENS.get(d.get("family", ""), 512))
+    den = DenoiserArch(cls, dict(d["transformer"]),
+                       text_tokens=int(tokens), patch=int(d.get("patch", 2)),
+                       cfg_batch=int(d.get("cfg_batch", 1)),
+                       mlp_ratio=float(d.get("mlp_ratio", _mlp_ratio(cls, d["transformer"]))))
     vae = VaeArch(d.get("vae_class", "AutoencoderKL"), dict(d.get("vae") or FLUX_VAE))
     return Architecture(d.get("family", "dit"), d.get("family", "dit"), den, vae, {}, native=int(d.get("native", 1024)))
 
@@ -197,17 +240,27 @@ def _diffusers_class(name: str):
 
 
 BLOCK_KEYS = ("num_layers", "num_single_layers")
+# The block-count keys of each block list, by position in `blocks`: the (double / only) list — num_layers, or
+# Z-Image's n_layers — then the single-stream list.
+BLOCK_KEY_SETS = (("num_layers", "n_layers"), ("num_single_layers",))
+REFINER_KEYS = ("n_refiner_layers",)  # Z-Image: noise_refiner and context_refiner each have this many layers
 
 
 def build_module(arch: DenoiserArch | VaeArch, blocks: tuple[int, ...] | None = None, device: str = "cpu",
-                 dtype: torch.dtype = torch.float32) -> torch.nn.Module:
-    """The diffusers module of `arch` with random weights (`blocks` overrides num_layers / num_single_layers),
-    in eval mode; device "meta" builds it without memory."""
+                 dtype: torch.dtype = torch.float32, refiners: int | None = None) -> torch.nn.Module:
+    """The diffusers module of `arch` with random weights (`blocks` overrides num_layers / num_single_layers, or
+    Z-Image's n_layers; `refiners` Z-Image's n_refiner_layers), in eval mode; device "meta" builds it without
+    memory."""
     cfg = dict(arch.config)
     if blocks is not None:
-        for key, n in zip(BLOCK_KEYS, blocks):
+        for keys, n in zip(BLOCK_KEY_SETS, blocks):
+            for key in keys:
+                if key in cfg:
+                    cfg[key] = int(n)
+    if refiners is not None:
+        for key in REFINER_KEYS:
             if key in cfg:
-                cfg[key] = int(n)
+                cfg[key] = int(refiners)
     prev = torch.get_default_dtype()
     torch.set_default_dtype(dtype)
     try:
@@ -218,15 +271,45 @@ def build_module(arch: DenoiserArch | VaeArch, blocks: tuple[int, ...] | None = 
 
 
 def example_inputs(arch: Architecture, module: torch.nn.Module, size: int, batch: int = 1) -> dict:
-    """Keyword inputs of one transformer call at size² pixels (Flux-style packed tokens, or SD3 latents)."""
+    """Keyword inputs of one transformer call at size² pixels, in the form each family's adapter passes them
+    (hiresflow.models.*: `_call`): Flux-style packed tokens with 3-axis ids (FLUX.1; Chroma with T5 only and the
+    [text; image] attention mask), FLUX.2's 128-channel tokens with 4-axis ids, Qwen-Image's tokens with
+    `img_shapes` and the text mask, Z-Image's per-image lists of [C, 1, h, w] latents and caption features, or SD3
+    latents with pooled projections. Text: `den.text_tokens` tokens of the family's text width."""
     f, den = arch.vae.factor, arch.denoiser
     h = w = size // f
     cfg = module.config
-    txt = torch.randn(batch, den.text_tokens, int(cfg.joint_attention_dim))
+    txt = torch.randn(batch, den.text_tokens, den.text_width)
     t = torch.full((batch,), 0.5)
+    p = den.patch
+    rows, cols = h // p, w // p
+    lat = int(cfg.in_channels) if "in_channels" in cfg else arch.vae.latent_channels
+
+    def packed() -> torch.Tensor:
+        return torch.randn(batch, rows * cols, lat)
+
+    if "Chroma" in den.cls:  # ChromaFlowModel._call: T5 only, no pooled / guidance; mask [B, T + N]
+        ids = torch.zeros(rows, cols, 3)
+        ids[..., 1] = torch.arange(rows)[:, None]
+        ids[..., 2] = torch.arange(cols)[None, :]
+        mask = torch.cat([torch.ones(batch, den.text_tokens), torch.ones(batch, rows * cols, dtype=torch.bool)], 1)
+        return dict(hidden_states=packed(), encoder_hidden_states=txt, timestep=t, img_ids=ids.reshape(-1, 3),
+                    txt_ids=torch.zeros(den.text_tokens, 3), attention_mask=mask, return_dict=False)
+    if "Flux2" in den.cls:  # Flux2FlowModel._call: ids (0, r, c, 0) and text ids (0, 0, 0, l)
+        img_ids = torch.cartesian_prod(torch.arange(1), torch.arange(rows), torch.arange(cols), torch.arange(1))
+        txt_ids = torch.cartesian_prod(torch.arange(1), torch.arange(1), torch.arange(1),
+                                       torch.arange(den.text_tokens))
+        g = torch.full((batch,), 4.0) if cfg.guidance_embeds else None
+        return dict(hidden_states=packed(), encoder_hidden_states=txt, timestep=t, img_ids=img_ids,
+                    txt_ids=txt_ids, guidance=g, return_dict=False)
+    if "QwenImage" in den.cls:  # QwenImageFlowModel._call
+        return dict(hidden_states=packed(), encoder_hidden_states=txt,
+                    encoder_hidden_states_mask=torch.ones(batch, den.text_tokens, dtype=torch.long), timestep=t,
+                    img_shapes=[[(1, rows, cols)]] * batch, guidance=None, return_dict=False)
+    if "ZImage" in den.cls:  # ZImageFlowModel._call: lists of [C, 1, h, w] latents and [T, cap_feat_dim] captions
+        return dict(x=[torch.randn(lat, 1, h, w) for _ in range(batch)], t=t, cap_feats=list(txt.unbind(0)),
+                    patch_size=p, f_patch_size=1, return_dict=False)
     if "Flux" in den.cls:
-        p = den.patch
-        rows, cols = h // p, w // p
         ids = torch.zeros(rows, cols, 3)
         ids[..., 1] = torch.arange(rows)[:, None]
         ids[..., 2] = torch.arange(cols)[None, :]
@@ -237,6 +320,13 @@ def example_inputs(arch: Architecture, module: torch.nn.Module, size: int, batch
     return dict(hidden_states=torch.randn(batch, int(cfg.in_channels), h, w), encoder_hidden_states=txt,
                 pooled_projections=torch.randn(batch, int(cfg.pooled_projection_dim)), timestep=t * 1000,
                 return_dict=False)
+
+
+def example_latents(vae: VaeArch, size: int, batch: int = 1) -> torch.Tensor:
+    """The input of one `vae.decode` to size² pixels: [B, C, h, w], or [B, C, 1, h, w] for a causal video VAE."""
+    side = size // vae.factor
+    z = torch.randn(batch, vae.latent_channels, side, side)
+    return z.unsqueeze(2) if vae.frames else z
 
 
 def _count_params(module: torch.nn.Module) -> int:
@@ -291,7 +381,8 @@ def architecture_of(model) -> tuple[Architecture, dict[str, Weights]]:
     kind = "unet" if "UNet" in type(den_mod).__name__ else "dit"
     dt = next(den_mod.parameters()).dtype
     den = DenoiserArch(type(den_mod).__name__, cfg, kind=kind, text_tokens=int(getattr(model, "text_len", 77)),
-                       patch=int(model.geometry.patch), cfg_batch=int(getattr(model, "cfg_batch", 1)))
+                       patch=int(model.geometry.patch), cfg_batch=int(getattr(model, "cfg_batch", 1)),
+                       mlp_ratio=_mlp_ratio(type(den_mod).__name__, cfg))
     vae = VaeArch(type(model.codec.vae).__name__, dict(model.codec.vae.config))
     weights: dict[str, Weights] = {"denoiser": Weights.of(den_mod), "vae": Weights.of(model.codec.vae)}
     texts = {}
@@ -339,11 +430,52 @@ def denoiser_call_bytes(arch: Architecture, hw: tuple[int, int], *, dtype_bytes:
         f = arch.vae.factor
         return int(UNET_MAPS * (hw[0] // f) * (hw[1] // f) * c0 * b * rows)
     n = _tokens(arch, hw, text_copies)
-    block = (DIT_BLOCK_MAPS + 2 * den.mlp_ratio) * n * den.width * b
+    maps, largest, mask = _dit_counts(den)
+    block = maps * n * den.width * b
     rope = 2 * n * den.head_dim * 4
     scores = 2 * den.heads * n * n * b if attention == "_native_math" else 0
-    pack = (1 + den.mlp_ratio) * den.width ** 2 * b if str(device).startswith("cpu") else 0
-    return int((block + rope + scores) * rows + pack)
+    masks = n * n * b if mask else 0
+    pack = largest * den.width ** 2 * b if str(device).startswith("cpu") else 0
+    return int((block + rope + scores + masks) * rows + pack)
+
+
+def _dit_counts(den: DenoiserArch) -> tuple[float, float, bool]:
+    """(live N·D maps at the block's peak, the largest Linear weight in D², whether an N×N mask is built) of one
+    DiT family, by transformer class (r = `mlp_ratio`; the module docstring has FLUX.1's count):
+
+    - FLUX.1 (`FluxTransformer2DModel`, and the default): 7 + 2r maps, largest Linear (1 + r)·D² (the single
+      block's proj_out), no mask.
+    - Chroma (`ChromaTransformer2DModel`): FLUX.1's blocks, plus the [B, 1, N, N] mask each block builds from the
+      [text; image] mask (`attention_mask[:, None, None, :] * attention_mask[:, None, :, None]`,
+      transformer_chroma.py): N²·b per call.
+    - Dual-stream blocks only (SD3 `JointTransformerBlock`, Qwen-Image `QwenImageTransformerBlock`): the peak is
+      at the joint attention, not the MLP (3 + 2r = 11 maps there): the block's input and modulated norm, each
+      stream's q, k, v and QK-normed q, k, their [text; image] concatenations and the attention output are alive
+      together. Measured between 1024² and 2048² (benchmarks/real_widths.py): 13.2 maps per token for SD3.5 large
+      and 15.1 for Qwen-Image (its rotary embedding makes new q and k), with no constant term (no packed weight
+      copy, unlike FLUX.1's single block): 13 and 15 maps, largest Linear 0.
+    - Z-Image (`ZImageTransformerBlock`, one stream, SwiGLU r = 8/3): 4 + 4r maps, counted from the block's
+      FeedForward, w2(silu(w1(x)) · w3(x)): w1, w3, the SiLU and the product (4r) beside the caller's per-item
+      lists, the unified sequence and the modulated norm (3), plus one map the measurement shows (14.65 maps at
+      1024², benchmarks/real_widths.py); largest Linear r·D² (w1, w3).
+    - FLUX.2 (`Flux2Transformer2DModel`, SwiGLU r = 3): 9 + 4r maps at the single block's output projection,
+      counted from `Flux2SingleTransformerBlock` and `Flux2ParallelSelfAttnProcessor`: the fused QKV+MLP projection
+      (3 + 2r, alive through its split views), q and k after the QK norm and the rotary embedding (2), the
+      attention output (1), the SwiGLU output (r), the concat for to_out (1 + r) and the block's input and its
+      modulated norm (2); measured 20.6 maps per token between 512² and 1024². The constant is one D² (measured
+      155 MiB beyond the inputs and rotary tables, 1.08·D²·4 B), not a packed copy of the fused projection
+      ((3 + 2r)·D², which the measurement rules out).
+    """
+    r = den.mlp_ratio
+    if "ZImage" in den.cls:
+        return 4 + 4 * r, r, False
+    if "QwenImage" in den.cls:
+        return 15.0, 0.0, False
+    if "SD3" in den.cls:
+        return 13.0, 0.0, False
+    if "Flux2" in den.cls:
+        return 9 + 4 * r, 1.0, False
+    return DIT_BLOCK_MAPS + 2 * den.mlp_ratio, 1 + den.mlp_ratio, "Chroma" in den.cls
 
 
 def denoiser_input_bytes(arch: Architecture, hw: tuple[int, int], dtype_bytes: int | None = None) -> int:
@@ -351,15 +483,22 @@ def denoiser_input_bytes(arch: Architecture, hw: tuple[int, int], dtype_bytes: i
     b = arch.dtype_bytes if dtype_bytes is None else dtype_bytes
     f = arch.vae.factor
     latent = arch.vae.latent_channels * (hw[0] // f) * (hw[1] // f)
-    text = arch.denoiser.text_tokens * int(arch.denoiser.config.get("joint_attention_dim",
-                                                                    arch.denoiser.config.get("cross_attention_dim", 0)))
+    text = arch.denoiser.text_tokens * arch.denoiser.text_width
     return int((latent + text) * b * arch.denoiser.cfg_batch)
 
 
-def _vae_maps(device: str) -> int:
+def _vae_maps(device: str, vae: VaeArch | None = None) -> int:
     """6 C₀-channel maps; 8 on the CPU, where oneDNN convolves copies of the input and output in its blocked
-    layout (measured: 8.1 maps for the FLUX and SDXL decoders at 512², benchmarks/real_widths.py)."""
-    return VAE_MAPS + (2 if str(device).startswith("cpu") else 0)
+    layout (measured: 8.1 maps for the FLUX and SDXL decoders at 512², benchmarks/real_widths.py). A causal
+    video VAE's decoder (AutoencoderKLQwenImage, C₀ = base_dim · dim_mult[0] = 96) holds CAUSAL_VAE_MAPS: its
+    CausalConv3d pads each one-frame input with two zero frames before every 3-D convolution (a 3-frame copy),
+    keeps a clone of the last frames for its cache, and the last upsampling (`QwenImageResample`) works on 2·C₀
+    channels at full resolution; measured 21.8 maps on the CPU at 1024² (benchmarks/real_widths.py), taken as 22
+    there and 20 elsewhere (the same oneDNN difference as the 2-D decoders; the GPU figure is not measured)."""
+    cpu = 2 if str(device).startswith("cpu") else 0
+    if vae is not None and vae.frames:
+        return CAUSAL_VAE_MAPS + cpu
+    return VAE_MAPS + cpu
 
 
 def vae_decode_bytes(vae: VaeArch, hw: tuple[int, int], *, dtype_bytes: int = 2, tile: int | None = None,
@@ -367,7 +506,7 @@ def vae_decode_bytes(vae: VaeArch, hw: tuple[int, int], *, dtype_bytes: int = 2,
     """Peak bytes of one decode to H×W pixels; `tile` = diffusers' tile side when tiling is on (module docstring)."""
     h, w = hw
     image = 3 * h * w * 4
-    maps = _vae_maps(device)
+    maps = _vae_maps(device, vae)
     if tile is None or max(h, w) <= tile:
         return maps * vae.c0 * h * w * dtype_bytes + image
     stride = int(tile * 0.75)
