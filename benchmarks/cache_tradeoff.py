@@ -124,6 +124,11 @@ def table(result: dict) -> str:
     return "\n".join(lines)
 
 
+def tables(data: dict) -> dict[str, str]:
+    """The docs' table of cache_tradeoff.json (`tradeoff`)."""
+    return {"tradeoff": table(data)}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default="tiny-flux")

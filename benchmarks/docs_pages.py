@@ -79,6 +79,8 @@ JSON_TABLES = {
     "benchmarks/results/windowed_attention_speed.json": "windowed_attention_speed",
     "benchmarks/results/guide_overhead.json": "guide_overhead",
     "benchmarks/results/support_matrix.json": "support_matrix",
+    "benchmarks/results/real_widths.json": "real_widths",
+    "benchmarks/results/cache_tradeoff.json": "cache_tradeoff",
     "benchmarks/results/upscale_reference_trajectory.json": "upscale_reference_trajectory",
 }
 

@@ -246,6 +246,15 @@ def family_section(rows: list[dict]) -> str:
     return "\n".join(out)
 
 
+def tables(data: dict) -> dict[str, str]:
+    """The tables of real_widths.json: `flux` (the FLUX.1 and SDXL cases), `families` (the rows of the published
+    family configs) and `family-section` (that table with its prose and what it leaves out, as in the .md)."""
+    fam_cases = real_config_cases()
+    rows = data["rows"]
+    return {"flux": table([r for r in rows if r["case"] not in fam_cases]),
+            "families": table([r for r in rows if r["case"] in fam_cases]), "family-section": family_section(rows)}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--cases", default=",".join(DEFAULT_CASES), help="comma-separated case names (or 'all')")
@@ -288,9 +297,8 @@ def main() -> None:
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.with_suffix(".json").write_text(json.dumps(result, indent=1) + "\n")
-        fam_cases = real_config_cases()
-        base = [r for r in rows if r["case"] not in fam_cases]
-        args.out.with_suffix(".md").write_text(table(base) + "\n" + family_section(rows))
+        parts = tables(result)
+        args.out.with_suffix(".md").write_text(parts["flux"] + "\n" + parts["family-section"])
     print(table(rows) + "\n" + family_section(rows))
 
 
