@@ -18,14 +18,14 @@ NODE_IDS = ("HiresflowSampler", "HiresflowRopePatch", "HiresflowUNetPatch", "Hir
 
 
 def sampler_graph(model: str = "tiny-flux", recipe: str = "direct", scale: float = 2.0, cfg: float = 4.0,
-                  prefix: str = "parity", seed: int = 0, options: str = "") -> dict:
+                  prefix: str = "parity", seed: int = 0, options: str = "", steps: int = 0) -> dict:
     return {
         "1": {"class_type": "HiresflowEmbeddedLoader", "inputs": {"model_name": model}},
         "2": {"class_type": "CLIPTextEncode", "inputs": {"clip": ["1", 1], "text": PROMPT}},
         "3": {"class_type": "CLIPTextEncode", "inputs": {"clip": ["1", 1], "text": ""}},
         "4": {"class_type": "HiresflowSampler", "inputs": {
             "model": ["1", 0], "positive": ["2", 0], "negative": ["3", 0], "vae": ["1", 2], "recipe": recipe,
-            "scale": scale, "width": 0, "height": 0, "native": 64, "seed": seed, "steps": 0, "cfg": cfg,
+            "scale": scale, "width": 0, "height": 0, "native": 64, "seed": seed, "steps": steps, "cfg": cfg,
             "options": options}},
         "5": {"class_type": "SaveLatent", "inputs": {"samples": ["4", 0], "filename_prefix": prefix}},
     }
@@ -46,19 +46,24 @@ def test_pack_loads_and_registers_its_nodes(comfy):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("model,recipe,cfg", [("tiny-flux", "direct", 4.0), ("tiny-flux", "hiflow", 4.0),
-                                              ("tiny-sd", "direct", 5.0), ("tiny-sd", "hiflow", 5.0)])
-def test_executor_matches_library(comfy, model, recipe, cfg):
+@pytest.mark.parametrize("model,recipe,cfg,steps", [("tiny-flux", "direct", 4.0, 0), ("tiny-flux", "hiflow", 4.0, 0),
+                                                    ("tiny-sd", "direct", 5.0, 12), ("tiny-sd", "hiflow", 5.0, 12)])
+def test_executor_matches_library(comfy, model, recipe, cfg, steps):
+    """steps 0: the recipe's defaults; tiny-sd runs 12 steps (hiflow: 12 base steps, one stage of 6) instead of
+    the DDPM defaults (50 / 30), to keep CI short."""
     import hiresflow
     from hiresflow.comfy.convert import embedded_checkpoint
 
     prefix = f"parity-{model}-{recipe}"
-    out = comfy.run(sampler_graph(model, recipe, cfg=cfg, prefix=prefix))
+    options = "stage_steps=[6]" if steps and recipe == "hiflow" else ""
+    out = comfy.run(sampler_graph(model, recipe, cfg=cfg, prefix=prefix, steps=steps, options=options))
     assert out.valid and out.success, out.error or out.validation
     raw = saved_latent(comfy, prefix)
     _, meta = embedded_checkpoint(model)
     ours = (raw - meta["shift_factor"]) * meta["scaling_factor"]
-    ref = hiresflow.generate(model, PROMPT, method=recipe, scale=2, seed=0, progress=False, device="cpu")
+    params = {} if not steps else {"steps": steps} if recipe == "direct" else {"base_steps": steps,
+                                                                              "stage_steps": (6,)}
+    ref = hiresflow.generate(model, PROMPT, method=recipe, scale=2, seed=0, progress=False, device="cpu", **params)
     lib = ref.result.stages[-1].latent
     assert ours.shape == lib.shape
     rel = float((ours - lib).norm() / lib.norm())
