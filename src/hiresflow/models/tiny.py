@@ -300,18 +300,24 @@ def _check_kind(kind: str) -> str:
     return kind
 
 
-def _check_overrides(kind: str, overrides: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+def check_overrides(kind: str, components: Iterable[str], overrides: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """Per-component config overrides of a tiny `kind` pipeline, checked: known component names, mappings, and
+    only `model_max_length` for tokenizers (shared by every tiny builder)."""
     out: dict[str, dict[str, Any]] = {}
-    layout = _LAYOUT[kind]
+    components = list(components)
     for name, value in overrides.items():
-        if name not in layout:
-            raise TypeError(f"unknown override {name!r} for a tiny {kind} pipeline; components: {sorted(layout)}")
+        if name not in components:
+            raise TypeError(f"unknown override {name!r} for a tiny {kind} pipeline; components: {sorted(components)}")
         if not isinstance(value, Mapping):
             raise TypeError(f"override {name!r} must be a mapping of config values, got {type(value).__name__}")
         if name.startswith("tokenizer") and set(value) - {"model_max_length"}:
             raise TypeError(f"tokenizer override {name!r} accepts only 'model_max_length'")
         out[name] = dict(value)
     return out
+
+
+def _check_overrides(kind: str, overrides: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    return check_overrides(kind, _LAYOUT[kind], overrides)
 
 
 def _merge(defaults: Mapping[str, Any], user: Mapping[str, Any], derived: Mapping[str, Any] | None = None) -> dict:

@@ -147,16 +147,9 @@ def build_chat_tokenizer(vocab=None, model_max_length: int = 512) -> PreTrainedT
 
 
 def _check_overrides(overrides: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
-    out = {}
-    for name, value in overrides.items():
-        if name not in _COMPONENTS:
-            raise TypeError(f"unknown override {name!r} for a tiny zimage pipeline; components: {list(_COMPONENTS)}")
-        if not isinstance(value, Mapping):
-            raise TypeError(f"override {name!r} must be a mapping of config values, got {type(value).__name__}")
-        if name == "tokenizer" and set(value) - {"model_max_length"}:
-            raise TypeError("tokenizer override accepts only 'model_max_length'")
-        out[name] = dict(value)
-    return out
+    from .tiny import check_overrides
+
+    return check_overrides("zimage", _COMPONENTS, overrides)
 
 
 def tiny_configs(tokenizer: PreTrainedTokenizerFast, **overrides: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
