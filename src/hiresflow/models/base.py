@@ -150,12 +150,15 @@ class VaeCodec:
             dist = DiagonalGaussianDistribution(vae._tiled_encode(x))
         else:
             dist = vae.encode(x).latent_dist
-        if sample:
-            noise = torch.randn(dist.mean.shape, generator=generator, dtype=torch.float32)
-            z = dist.mean.float() + dist.std.float() * noise.to(dist.mean.device)
-        else:
-            z = dist.mode().float()
-        return self.normalise(z)
+        return self.normalise(self.posterior_latent(dist, generator, sample))
+
+    @staticmethod
+    def posterior_latent(dist, generator: torch.Generator | None, sample: bool) -> torch.Tensor:
+        """The posterior's mode, or mean + std·ε with ε drawn on the CPU from `generator` (float32)."""
+        if not sample:
+            return dist.mode().float()
+        noise = torch.randn(dist.mean.shape, generator=generator, dtype=torch.float32)
+        return dist.mean.float() + dist.std.float() * noise.to(dist.mean.device)
 
     @torch.no_grad()
     def decode(self, z: torch.Tensor, clamp: bool = True) -> torch.Tensor:

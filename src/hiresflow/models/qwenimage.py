@@ -120,12 +120,7 @@ class QwenImageCodec(VaeCodec):
             dist = DiagonalGaussianDistribution(vae.tiled_encode(x))
         else:
             dist = vae.encode(x).latent_dist
-        if sample:
-            noise = torch.randn(dist.mean.shape, generator=generator, dtype=torch.float32)
-            z = dist.mean.float() + dist.std.float() * noise.to(dist.mean.device)
-        else:
-            z = dist.mode().float()
-        return self.normalise(z[:, :, 0])
+        return self.normalise(self.posterior_latent(dist, generator, sample)[:, :, 0])
 
     @torch.no_grad()
     def decode(self, z: torch.Tensor, clamp: bool = True) -> torch.Tensor:
