@@ -229,7 +229,7 @@ def hiflow(model: FlowModel, native, target, base_steps: int = 30, stage_steps=H
            filter: str = "butterworth", order: int = 4, cutoff: float = 0.2, dwt_level: int = 1,
            reference_space: str = "latent", shift_size: str = "native", guidance: float | None = None,
            stage_guidance=None, ntk: float = 10.0, pi_floor: bool = False, proportional_attention: bool = True,
-           text_duplication: bool = False, shifted_patches: bool = True, shift_frame: str = "model",
+           text_duplication: bool = False, shifted_patches: bool = True, shift_frame: str = "sample",
            windowed_attention: float | None = None, stage_sizes=None, clamp_init: str = "none",
            official_vae_tiling: bool = False, cfm_model: str = "cfm-x2", cfm_solver: str = "euler",
            cfm_nfe: int = 10, dype: bool = False, dype_method: str = "yarn", dype_version: str = "official",
@@ -243,8 +243,9 @@ def hiflow(model: FlowModel, native, target, base_steps: int = 30, stage_steps=H
     `cfm_nfe`; docs/methods/cfm.md) instead of the sharpened bicubic upsample. initialization=False drops A_i: the stage starts from pure noise over the full grid.
     Model side (DiT families, docs/methods/dit-toolkit.md#defaults-per-recipe): NTK×10 without PI floor,
     proportional attention and shifted patchification on every cascade stage; text duplication off (as the
-    released script). `shift_frame="sample"` pads the sample itself on even steps as the official code does, so
-    the guidance runs on the padded frame (default "model": only the model input is padded).
+    released script). `shift_frame="sample"` (default, official) pads the sample itself on even steps, so the
+    guidance runs on the padded frame; "model" pads only the model input (hiresflow's default until 2026-12-07,
+    docs/faithfulness.md).
     Fidelity options: `clamp_init` ("none" official: the decoded, resized and sharpened image is encoded with its
     overshoot; "decoded"/"all" clamp); `official_vae_tiling=True` tiles every cascade stage's VAE work with
     diffusers' tiling as the official pipeline does after its native pass (off by default: on small VAEs the
@@ -295,7 +296,7 @@ def imax(model: FlowModel, native, target, steps: int = 30, hires_steps: int = 3
          hires_shift: float | str = 6.0, schedule: str = "cosine_decay", dwt_level: int = 1,
          projection_scale: float = 1.0, guidance: float | None = None, hires_guidance: float | None = None,
          ntk: float = 10.0, pi_floor: bool = True, proportional_attention: bool = True,
-         text_duplication: bool | None = None, shifted_patches: bool = True, shift_frame: str = "model",
+         text_duplication: bool | None = None, shifted_patches: bool = True, shift_frame: str = "sample",
          windowed_attention: float | None = None, clamp_init: str = "none", official_vae_tiling: bool = False,
          dype: bool = False, dype_method: str = "yarn", dype_version: str = "official",
          dype_attention_scale: bool = True) -> Plan:
@@ -303,8 +304,8 @@ def imax(model: FlowModel, native, target, steps: int = 30, hires_steps: int = 3
     native result (README defaults: 30/30 steps, shifts 3/6, cosine_decay, DWT level 1, posterior sample).
     Model side on the high-resolution pass (docs/methods/dit-toolkit.md#defaults-per-recipe): NTK×10 with the PI floor, proportional attention, text
     duplication with grid ids, shifted patchification. hires_shift="auto" uses the paper's s* = 1.5·scale
-    (the code's fixed 6 equals it at 4×). `shift_frame="sample"`: the official padding of the sample (and of G),
-    so the Haar projection runs on the padded grid. `clamp_init="none"` (official) encodes the upsampled native
+    (the code's fixed 6 equals it at 4×). `shift_frame="sample"` (default, official): the padding of the sample
+    (and of G), so the Haar projection runs on the padded grid; "model" pads only the model input. `clamp_init="none"` (official) encodes the upsampled native
     image with its overshoot; `official_vae_tiling=True` uses diffusers' tiled encode/decode for every VAE call
     as the official pipeline does, even at the native size. `dype=True` replaces the NTK/PI RoPE of the
     high-resolution pass by DyPE (`dype_method`, `dype_version`); I-Max's own time shift (`hires_shift`) stays.
@@ -388,7 +389,7 @@ def ultraimage(model: FlowModel, native, target, steps: int = 30, hires_steps: i
                lambda_min: float = 1.1, lambda_max: float = 1.3, gamma: float = 2.0, h_min: float = 0.44,
                h_max: float = 6.0, entropy_bounds: str = "fixed", mapping: str = "power", block: int = 128,
                measure_scale: str = "official", proportional_attention: bool = False,
-               text_duplication: bool = False, shifted_patches: bool | None = None, shift_frame: str = "model",
+               text_duplication: bool = False, shifted_patches: bool | None = None, shift_frame: str = "sample",
                clamp_init: str = "none", official_vae_tiling: bool = False) -> Plan:
     """UltraImage (docs/methods/ultraimage.md), defaults of the official FLUX code (`ultra-flux` base.yaml):
     the I-Max-guided pass at the target (native pass 30 steps, shift 3; target pass 30 steps, shift 6, projected

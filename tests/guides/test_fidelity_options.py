@@ -130,7 +130,7 @@ class _Recorder(GuideConfig):
 @pytest.mark.parametrize("steps", [4, 3])
 def test_sample_frame_pads_the_sample_on_even_steps(flux, steps):
     log = []
-    plan = build_plan("imax", flux, scale=2, steps=2, hires_steps=steps, shift_frame="sample")
+    plan = build_plan("imax", flux, scale=2, steps=2, hires_steps=steps)  # the official sample frame is the default
     plan.stages[1].guides.append(_Recorder(log))
     res = run_plan(flux, plan, "a lake", seed=0)
     _, lh, lw = flux.geometry.latent_shape(*plan.stages[1].size)
@@ -138,7 +138,7 @@ def test_sample_frame_pads_the_sample_on_even_steps(flux, steps):
     for step, xs, vs in log:
         assert xs == vs == ((lh + 2, lw + 2) if step % 2 == 0 else (lh, lw))
     assert res.stages[1].latent.shape[-2:] == (lh, lw)  # an odd count ends padded and is cropped back
-    model_frame = build_plan("imax", flux, scale=2, steps=2, hires_steps=steps)
+    model_frame = build_plan("imax", flux, scale=2, steps=2, hires_steps=steps, shift_frame="model")
     other = run_plan(flux, model_frame, "a lake", seed=0).stages[1].latent
     assert not torch.equal(other, res.stages[1].latent)
 

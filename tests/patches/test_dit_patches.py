@@ -74,7 +74,7 @@ def _ctx(step=0, n=4):
     return StepContext(stage=1, step=step, n_steps=n, index=step, sigma=0.6, sigma_next=0.5, x=None)
 
 
-ALL = [TextDuplicationConfig(), ShiftedPatchesConfig(), RopeScalingConfig(ntk=10.0, pi_floor=True),
+ALL = [TextDuplicationConfig(), ShiftedPatchesConfig(frame="model"), RopeScalingConfig(ntk=10.0, pi_floor=True),
        ProportionalAttentionConfig(), WindowedAttentionConfig(start=0.0)]
 
 

@@ -22,6 +22,6 @@ class DiTToolkit:
     proportional_attention: bool = False
     text_duplication: bool = False
     shifted_patches: bool = False
-    shift_frame: str = "model"  # "model": pad only the model input; "sample": the official padding of the sample
+    shift_frame: str = "sample"  # "sample" (official): pad the sample on even steps; "model": pad only the model input
     windowed_attention: float | None = None  # first step fraction with windowed attention; None = off
     rope: "object | None" = None  # a RopeExtrapolationConfig (PI/NTK/YaRN, DyPE) replacing the NTK/PI RoPE above
