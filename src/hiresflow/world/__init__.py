@@ -18,6 +18,7 @@ from .detectors import (
     detect_time_of_day,
     detect_trees,
 )
+from .heldout import heldout_prompt
 from .prompts import closeup_prompt, parse_prompt, prompt_for, vocabulary
 from .render import default_window, render, render_batch, render_float
 from .scene import Body, Cloud, House, Lake, Mountains, Scene, Tree, sample_scene
@@ -38,6 +39,7 @@ __all__ = [
     "default_window",
     "prompt_for",
     "closeup_prompt",
+    "heldout_prompt",
     "vocabulary",
     "parse_prompt",
     "sample_view",

@@ -14,6 +14,8 @@ Full-scene layout::
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 
 from ._noise import mix_seed
@@ -148,10 +150,115 @@ def vocabulary() -> list[str]:
     return sorted(words)
 
 
+# Words parse_prompt accepts beyond the training grammar (user phrasings, `hiresflow.world.heldout`); generation
+# (prompt_for, closeup_prompt, vocabulary) never reads these.
+_NUMBER_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten")
+_ONE_WORDS = frozenset({"a", "an", "single", "lone"})
+_TREE_KIND_WORDS: dict[str, str] = {
+    "pine": "pine", "pines": "pine", "fir": "pine", "firs": "pine", "evergreen": "pine", "evergreens": "pine",
+    "conifer": "pine", "conifers": "pine", "spruce": "pine", "spruces": "pine", "oak": "oak", "oaks": "oak",
+}
+_TREE_NOUNS = frozenset({"tree", "trees"})
+_TREE_ADJECTIVES = frozenset({
+    "tall", "small", "tiny", "little", "big", "large", "young", "old", "leafy", "slender", "green", "lush", "short",
+    "bushy", "huge", "giant",
+})
+_HOUSE_WORDS = frozenset({"house", "cabin", "cottage", "hut", "chalet", "farmhouse", "shack", "lodge"})
+_LAKE_WORDS = frozenset({"lake", "pond", "tarn", "lakeside"})
+_MOUNTAIN_NOUNS = frozenset({"mountains", "peaks", "peak", "summits", "ridges", "range", "alps"})
+_MOUNTAIN_MODIFIERS = frozenset({"mountain", "distant", "tall", "towering", "huge", "jagged", "rocky"})
+_SNOW_MODIFIERS = frozenset({"snowy", "capped", "topped", "snowcapped", "frosted"})
+_SNOW_AFTER = frozenset({"capped", "topped", "covered", "dusted"})
+_COLOR_WORDS: dict[str, str] = {
+    **{c: c for cs in BODY_COLORS.values() for c in cs},
+    "golden": "yellow", "crimson": "red", "scarlet": "red", "silver": "white", "silvery": "white",
+}
+_MORE_TIME_WORDS = {
+    "night": frozenset({"midnight", "nighttime", "moonlight", "moonlit"}),
+    "sunset": frozenset({"twilight", "sundown"}),
+    "day": frozenset({"noon", "afternoon", "daylight", "morning"}),
+}
+_MANY_CLOUD_WORDS = frozenset({"cloudy", "many", "overcast"})
+_HEAVY_CLOUD_WORDS = frozenset({"heavy", "thick", "dense", "grey", "gray", "storm"})
+_CLOUD_NOUNS = frozenset({"cloud", "clouds"})
+_NEGATIONS = frozenset({"no", "without", "not"})
+_STAR_WORDS = frozenset({"stars", "starry", "starlit", "star"})
+
+
 def _count_before(tokens: list[str], i: int) -> int | None:
-    if i > 0 and tokens[i - 1] in COUNT_WORDS:
-        return COUNT_WORDS.index(tokens[i - 1])
-    return None
+    """The count stated before ``tokens[i]`` (a tree word), skipping up to two size adjectives: a number word, a
+    digit string, "a"/"an"/"single"/"lone" (1), "pair of"/"couple of" (2) or "no" (0); None if there is none."""
+    k, skipped = i - 1, 0
+    while k >= 0 and tokens[k] in _TREE_ADJECTIVES and skipped < 2:
+        k, skipped = k - 1, skipped + 1
+    if k < 0:
+        return None
+    w = tokens[k]
+    if w in _NUMBER_WORDS:
+        return _NUMBER_WORDS.index(w)
+    if w.isdigit():
+        return int(w)
+    if w in _ONE_WORDS:
+        return 1
+    if w == "of" and k > 0 and tokens[k - 1] in ("pair", "couple"):
+        return 2
+    return 0 if w == "no" else None
+
+
+def _normalize(text: str) -> str:
+    """Lowercase words and digits separated by single spaces (punctuation and hyphens become spaces; "closeup" and
+    a leading "a close up" read as "close up")."""
+    norm = " ".join(re.sub(r"[^a-z0-9]+", " ", text.lower()).split())
+    norm = re.sub(r"\bcloseup\b", "close up", norm)
+    return norm[2:] if norm.startswith("a close up") else norm
+
+
+def _tree_counts(tok: list[str]) -> dict[str | None, int]:
+    """Trees stated per kind (``None``: a tree of no stated kind): "<count> [adjectives] <kind> tree(s)",
+    "<count> [adjectives] <kind>(s)" ("3 tall pines", "a lone fir") and "<count> tree(s)"."""
+    counts: dict[str | None, int] = {"pine": 0, "oak": 0, None: 0}
+    for i, w in enumerate(tok):
+        if w in _TREE_NOUNS:
+            kind = _TREE_KIND_WORDS.get(tok[i - 1]) if i > 0 else None
+            j = i - 1 if kind else i
+        elif w in _TREE_KIND_WORDS and (i + 1 == len(tok) or tok[i + 1] not in _TREE_NOUNS):
+            kind, j = _TREE_KIND_WORDS[w], i
+        else:
+            continue
+        counts[kind] += _count_before(tok, j) or 0
+    return counts
+
+
+def _snowy_mountains(tok: list[str]) -> bool:
+    """A mountain noun with a snow modifier before it ("snowy peaks", "snow capped mountains", "a snowy mountain
+    range") or "capped/topped/covered/dusted with/in snow" after it."""
+    for i, w in enumerate(tok):
+        if w not in _MOUNTAIN_NOUNS:
+            continue
+        k = i - 1
+        if k >= 0 and tok[k] in _MOUNTAIN_MODIFIERS and k - 1 >= 0 and tok[k - 1] in _SNOW_MODIFIERS:
+            return True
+        if k >= 0 and tok[k] in _SNOW_MODIFIERS:
+            return True
+        if i + 1 < len(tok) and tok[i + 1] in _SNOW_AFTER and "snow" in tok[i + 2 : i + 5]:
+            return True
+    return False
+
+
+def _cloud_level(tok: list[str]) -> str:
+    """``many`` for "cloudy"/"many"/"overcast" or heavy/thick/dense/grey/storm (or "lots of") clouds, ``few`` for
+    any other mention of clouds not negated ("no clouds", "without a cloud"), else ``none``."""
+    mentions = [
+        i for i, w in enumerate(tok)
+        if w in _CLOUD_NOUNS and not (
+            (i > 0 and tok[i - 1] in _NEGATIONS) or (i > 1 and tok[i - 2] in _NEGATIONS and tok[i - 1] in ("a", "any"))
+        )
+    ]
+    heavy = any(i > 0 and (tok[i - 1] in _HEAVY_CLOUD_WORDS or tok[max(0, i - 2) : i] == ["lots", "of"])
+                for i in mentions)
+    if set(tok) & _MANY_CLOUD_WORDS or heavy:
+        return "many"
+    return "few" if mentions else "none"
 
 
 def parse_prompt(text: str) -> dict[str, object]:
@@ -163,55 +270,50 @@ def parse_prompt(text: str) -> dict[str, object]:
     carry ``subject``.  Tree counts read "<count word> [pine|oak] tree(s)" and
     "a/an [pine|oak] tree".  Unknown words are ignored, absent facts read as
     none/zero/False (``None`` for unknowable ones).
+
+    Besides the training grammar (:func:`prompt_for`, :func:`closeup_prompt`) it
+    reads the phrasings of :func:`hiresflow.world.heldout.heldout_prompt` and
+    similar user wording: any word order, punctuation and hyphens
+    ("snow-capped", "close-up"), counts as digits ("3 pine trees") or number
+    words up to ten, "a single"/"a lone"/"a pair of", size adjectives between
+    count and tree ("two tall oaks"), tree synonyms (fir, evergreen, conifer,
+    spruce for pine; plural nouns "pines", "oaks"), house synonyms (hut, chalet,
+    farmhouse, ...), "pond"/"tarn" for the lake, "peaks"/"summits"/"mountain
+    range" for the mountains (snowy when "snowy"/"snow capped"/"topped with
+    snow"), colour synonyms (golden, crimson, silvery) before or just after the
+    sun/moon, more time words (noon, afternoon, twilight, sundown, midnight) and
+    cloud wording ("overcast", "heavy clouds", "no clouds", "cloudless").
     """
     if not isinstance(text, str):
         raise ValueError(f"text must be a str, got {type(text).__name__}")
-    tok = text.lower().split()
+    norm = _normalize(text)
+    tok = norm.split()
     words = set(tok)
-    out: dict[str, object] = {"kind": "closeup" if text.lower().startswith("close up") else "scene"}
+    out: dict[str, object] = {"kind": "closeup" if norm.startswith("close up") else "scene"}
     body = "moon" if "moon" in words else ("sun" if "sun" in words else None)
     out["body"] = body
     color = None
     if body is not None:
         i = tok.index(body)
-        colors = {c for cs in BODY_COLORS.values() for c in cs}
-        for w in reversed(tok[max(0, i - 3) : i]):
-            if w in colors:
-                color = w
-                break
+        near = list(reversed(tok[max(0, i - 3) : i])) + tok[i + 1 : i + 3]  # before the body first, then after
+        color = next((_COLOR_WORDS[w] for w in near if w in _COLOR_WORDS), None)
     out["color"] = color
     time = None
     for t in ("night", "sunset", "day"):  # night words win over "low"/"high"
-        if words & _TIME_WORDS[t]:
+        if words & (_TIME_WORDS[t] | _MORE_TIME_WORDS[t]):
             time = t
             break
     out["time"] = time
-    counts = {"pine": 0, "oak": 0, None: 0}
-    for i, w in enumerate(tok):
-        if w not in ("tree", "trees"):
-            continue
-        kind = tok[i - 1] if i > 0 and tok[i - 1] in ("pine", "oak") else None
-        j = i - 1 if kind else i
-        n = _count_before(tok, j)
-        if n is None and j > 0 and tok[j - 1] in ("a", "an", "single", "lone"):
-            n = 1
-        counts[kind] += n or 0
+    counts = _tree_counts(tok)
     out["pine"], out["oak"] = counts["pine"], counts["oak"]
     out["trees"] = counts["pine"] + counts["oak"] + counts[None]
-    out["house"] = bool(words & {"house", "cabin", "cottage"})
-    out["lake"] = "lake" in words
-    out["snowy"] = any(
-        tok[i] == "mountains" and i > 0 and tok[i - 1] in ("snowy", "capped") for i in range(len(tok))
-    ) or ("snowy" in words and out["kind"] == "closeup")
-    if "cloudy" in words or "many" in words:
-        out["clouds"] = "many"
-    elif "clouds" in words:
-        out["clouds"] = "few"
-    else:
-        out["clouds"] = "none"
-    out["stars"] = bool(words & {"stars", "starry"})
+    out["house"] = bool(words & _HOUSE_WORDS)
+    out["lake"] = bool(words & _LAKE_WORDS)
+    out["snowy"] = _snowy_mountains(tok) or ("snowy" in words and out["kind"] == "closeup")
+    out["clouds"] = _cloud_level(tok)
+    out["stars"] = bool(words & _STAR_WORDS)
     if out["kind"] == "closeup":
-        out["subject"] = _closeup_subject(text.lower())
+        out["subject"] = _closeup_subject(norm)
     return out
 
 
