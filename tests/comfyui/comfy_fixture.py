@@ -12,6 +12,8 @@ the optional workflow templates, plus `requests`, which ComfyUI imports but does
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import subprocess
 import sys
@@ -49,7 +51,24 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
+@contextlib.contextmanager
+def _locked():
+    """One process at a time unpacks and installs (pytest-xdist workers share the folder)."""
+    CACHE.parent.mkdir(parents=True, exist_ok=True)
+    with open(CACHE.parent / f"{CACHE.name}.lock", "w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
 def unpacked() -> Path:
+    with _locked():
+        return _unpacked()
+
+
+def _unpacked() -> Path:
     """ComfyUI's root folder, unpacked from the archive after its checksum is verified (once; reused after)."""
     marker = CACHE / ".unpacked"
     if marker.is_file() and (CACHE / "nodes.py").is_file():
@@ -104,9 +123,10 @@ def ensure_requirements(python: str = sys.executable) -> None:
     reqs = filtered_requirements((root / "requirements.txt").read_text())
     key = hashlib.sha256("\n".join([sys.prefix, TORCH_PIN, *reqs]).encode()).hexdigest()[:16]
     stamp = root / f".requirements-{key}"
-    if not stamp.is_file():
-        install_requirements(python)
-        stamp.write_text(sys.prefix + "\n")
+    with _locked():
+        if not stamp.is_file():
+            install_requirements(python)
+            stamp.write_text(sys.prefix + "\n")
 
 
 if __name__ == "__main__":
