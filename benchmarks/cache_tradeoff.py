@@ -2,8 +2,10 @@
 the change against the uncached image of the same seed.
 
 For every method × cache setting: n reference-world prompts (ground truth renderable at the target size), one seed,
-the plan run with `run_plan(..., cache=spec)`; s/img is the median wall time per image (1 torch thread, the
-machine shared with other work — read the ratios, not the absolute seconds), KID the unbiased KID of the Inception
+the plan run with `run_plan(..., cache=spec)`; s/img is the median CPU time of the process per image (1 torch
+thread, so CPU time is the work done, and a machine shared with other jobs does not inflate it as it does wall
+time; images resumed from an earlier run without a CPU time are timed again on the first item of their cell, which
+must reproduce the saved bytes), KID the unbiased KID of the Inception
 features against the ground-truth renders (all n images at once: n is small, so KID is noisy — the paired
 columns are the sharper signal), KID_patch the same on 4 native-size crops per image, Δ the mean absolute pixel
 difference (0…255) to the uncached image of the same prompt and seed, and computed the share of the cached stages'
@@ -99,18 +101,23 @@ def run(args) -> dict:
                 imgs, secs, computed, calls = [], [], 0, 0
                 cell = args.images / f"x{scale:g}" / method / cache.replace(":", "_").replace("@", "-")
                 try:
-                    for it in items:
+                    for i, it in enumerate(items):
                         done = _load_image(cell, it.stem)
-                        if done is None:
-                            t0 = time.perf_counter()
+                        if done is None or (i == 0 and "cpu_seconds" not in done[1]):
+                            t0, c0 = time.perf_counter(), time.process_time()
                             res = run_plan(model, plan, it.prompt.prompt, seed=it.seed, cache=spec_c)
+                            wall, cpu = time.perf_counter() - t0, time.process_time() - c0
                             stats = [st.extra["cache"] for st in res.stages if st.extra.get("cache")]
-                            done = _save_image(cell, it.stem, _uint8(res.image), {
-                                "seconds": time.perf_counter() - t0,
+                            img = _uint8(res.image)
+                            if done is not None and not np.array_equal(img, done[0]):
+                                raise RuntimeError(f"{cell / it.stem}: a re-run gave other bytes than the saved image")
+                            done = _save_image(cell, it.stem, img, {
+                                "seconds": wall, "cpu_seconds": cpu,
                                 "computed": sum(c["computed"] for c in stats), "calls": sum(c["calls"] for c in stats)})
                         img, meta = done
                         imgs.append(img)
-                        secs.append(meta["seconds"])
+                        if "cpu_seconds" in meta:
+                            secs.append(meta["cpu_seconds"])
                         computed += meta["computed"]
                         calls += meta["calls"]
                 except ValueError as err:
@@ -126,7 +133,7 @@ def run(args) -> dict:
                 delta = float(np.mean([np.abs(a.astype(np.float32) - b.astype(np.float32)).mean()
                                        for a, b in zip(imgs, base_imgs)]))
                 rows.append({"method": method, "scale": scale, "size": [w, h], "cache": cache, "n": len(imgs),
-                             "s_per_img": round(statistics.median(secs), 2), "kid": round(k, 4),
+                             "s_per_img": round(statistics.median(secs), 2), "n_timed": len(secs), "kid": round(k, 4),
                              "kid_patch": round(kp, 4), "kid_patch_std": round(kp_std, 4),
                              "delta_vs_uncached": round(delta, 2),
                              "computed": None if not calls else round(computed / calls, 3)})
@@ -141,8 +148,8 @@ def run(args) -> dict:
 
 def table(result: dict) -> str:
     lines = [f"n = {result['n']} images per cell (reference-world prompts, seed {result['seed']}), "
-             f"{result['threads']} torch thread(s), model {result['model']}", "",
-             "| method | scale | cache | s/img | speed-up | KID | KID_patch | Δ vs uncached (0–255) | full calls |",
+             f"{result['threads']} torch thread(s), model {result['model']}; s/img = CPU seconds per image", "",
+             "| method | scale | cache | CPU s/img | speed-up | KID | KID_patch | Δ vs uncached (0–255) | full calls |",
              "|---|---|---|---|---|---|---|---|---|"]
     for r in result["rows"]:
         if "error" in r:

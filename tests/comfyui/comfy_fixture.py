@@ -104,8 +104,8 @@ def filtered_requirements(text: str) -> list[str]:
     return keep + [e for e in EXTRA if e not in {_name(k) for k in keep}]
 
 
-def install_requirements(python: str = sys.executable) -> None:
-    root = unpacked()
+def install_requirements(python: str = sys.executable, root: Path | None = None) -> None:
+    root = root or unpacked()
     reqs = filtered_requirements((root / "requirements.txt").read_text())
     with tempfile.TemporaryDirectory() as tmp:
         req, con = Path(tmp) / "requirements.txt", Path(tmp) / "constraints.txt"
@@ -125,7 +125,7 @@ def ensure_requirements(python: str = sys.executable) -> None:
     stamp = root / f".requirements-{key}"
     with _locked():
         if not stamp.is_file():
-            install_requirements(python)
+            install_requirements(python, root)  # `root`: unpacked() would take the lock held here
             stamp.write_text(sys.prefix + "\n")
 
 
