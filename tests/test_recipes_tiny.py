@@ -103,3 +103,32 @@ def test_explicit_stage_sizes_non_square(models, recipe):
         build_plan(recipe, model, stage_sizes=[(128, 192), (96, 128), (128, 192)])
     with pytest.raises(ValueError, match="must end at the target"):
         build_plan(recipe, model, size=(256, 256), stage_sizes=sizes)
+
+
+def test_anchored_guide_space_latent_skips_the_vae_and_bad_values_are_one_line(models):
+    model = models["flux"]
+    calls = {"decode": 0}
+    vae = model.codec.vae
+    original = vae.decode
+
+    def counting(*a, **k):
+        calls["decode"] += 1
+        return original(*a, **k)
+
+    plans = {space: build_plan("anchored", model, scale=2, upscaler=None, guide_space=space, **FAST["anchored"])
+             for space in ("pixel", "latent")}
+    counts = {}
+    vae.decode = counting
+    try:
+        for space, plan in plans.items():
+            calls["decode"] = 0
+            res = run_plan(model, plan, "a lake", seed=1)
+            counts[space] = calls["decode"]
+            assert torch.isfinite(res.image).all()
+    finally:
+        vae.decode = original
+    guided = plans["pixel"].stages[1].guides[0].steps
+    assert counts["pixel"] - counts["latent"] == guided > 0  # one x̂0 decode per guided step, none on the latents
+    with pytest.raises(ValueError, match="space must be one of") as err:
+        build_plan("anchored", model, scale=2, guide_space="pixels")
+    assert "\n" not in str(err.value)

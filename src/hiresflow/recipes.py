@@ -560,14 +560,15 @@ def _check_cfm(model: FlowModel, name: str) -> None:
 
 def anchored(model: FlowModel, native, target, steps: int | None = None, upscaler: str = "auto",
              noising: float = 0.3, dwt_steps: int | None = None, dwt_level: int = 1, wavelet: str = "db4",
-             sharpen: bool | None = None, dype: bool | str = "auto", dype_method: str = "yarn",
+             guide_space: str = "pixel", sharpen: bool | None = None, dype: bool | str = "auto", dype_method: str = "yarn",
              guidance: float | None = None, stage_guidance: float | None = None) -> Plan:
     """hiresflow's own recipe (docs/methods/anchored.md), built from the pieces that measured best on the
     reference world: the native pass; one jump to the target through a learned super-resolution model
     (`upscaler`, Real-ESRGAN x4plus; "auto" = it when the `sr` extra is installed, else DiffuseHigh's bicubic +
     sharpening; None = bicubic); re-noise to the last int(`noising`·N) steps; DiffuseHigh's structure guidance
     (the DWT low band of x̂0 replaced by the enlargement's for the first `dwt_steps` steps — None: every re-run
-    step —, `dwt_level`, `wavelet`); DyPE on the RoPE of that pass (`dype`: "auto" = on for families with a
+    step —, `dwt_level`, `wavelet`; `guide_space="pixel"` decodes x̂0 and re-encodes the swapped image on every
+    guided step as DiffuseHigh does, "latent" swaps the bands of the latents and skips the VAE); DyPE on the RoPE of that pass (`dype`: "auto" = on for families with a
     rotary embedding). One pass at the target, so its time is the native pass + int(noising·N) target steps +
     one SR pass. Defaults (noising 0.3, every step guided) chosen on the tuning set of
     benchmarks/specs/anchored-tuning.yaml, disjoint from the reported benches."""
@@ -600,7 +601,7 @@ def anchored(model: FlowModel, native, target, steps: int | None = None, upscale
     hi = Stage(size=target, schedule=ScheduleSpec(steps=n, start=n - k),
                init=InitSpec("upsampled", "pixel", "bicubic", SharpenSpec() if sharpen else None, "mode", "decoded",
                              upscaler=upscaler),
-               guides=[StructureGuidanceConfig(dwt_steps, dwt_level, "pixel", wavelet, False)] if dwt_steps else [],
+               guides=[StructureGuidanceConfig(dwt_steps, dwt_level, guide_space, wavelet, False)] if dwt_steps else [],
                guidance=guidance if stage_guidance is None else stage_guidance,
                patches=[rope] if rope is not None else [], name="anchored")
     return Plan("anchored", [_native_stage(model, native, n, guidance=guidance), hi])
