@@ -12,7 +12,7 @@ difference (0…255) to the uncached image of the same prompt and seed, and comp
 model calls whose last block ran in full.
 
     nice -n 10 env OMP_NUM_THREADS=1 python benchmarks/cache_tradeoff.py --n 4 --scales 4,8 \
-        --out benchmarks/results/cache_tradeoff
+        --cap imax@8=2 --out benchmarks/results/cache_tradeoff
 
 Resumable: every finished image is kept under `--images` with its time and cache counts, so an interrupted run
 picks up where it stopped (the saved 8-bit images are what KID reads, so a resumed table equals a fresh one).
@@ -80,6 +80,7 @@ def run(args) -> dict:
                                 "prompts": {"world": {"n": args.n, "seed": 0}}, "seeds": [args.seed],
                                 "recipes": {"direct": {}}})
     items = bench_items(spec)
+    caps = {k: int(v) for k, v in (c.split("=", 1) for c in args.cap)}
     inception = InceptionFeatures(device="cpu")
     nat = model.geometry.native
     rows = []
@@ -101,7 +102,7 @@ def run(args) -> dict:
                 imgs, secs, computed, calls = [], [], 0, 0
                 cell = args.images / f"x{scale:g}" / method / cache.replace(":", "_").replace("@", "-")
                 try:
-                    for i, it in enumerate(items):
+                    for i, it in enumerate(items[:caps.get(f"{method}@{scale:g}", len(items))]):
                         done = _load_image(cell, it.stem)
                         if done is None or (i == 0 and "cpu_seconds" not in done[1]):
                             t0, c0 = time.perf_counter(), time.process_time()
@@ -147,7 +148,10 @@ def run(args) -> dict:
 
 
 def table(result: dict) -> str:
-    lines = [f"n = {result['n']} images per cell (reference-world prompts, seed {result['seed']}), "
+    caps = [f"{r['method']} {r['scale']:g}x: n = {r['n']}" for r in result["rows"]
+            if r.get("n", result["n"]) != result["n"] and r["cache"] == "none"]
+    lines = [f"n = {result['n']} images per cell{' (' + ', '.join(caps) + ')' if caps else ''} "
+             f"(reference-world prompts, seed {result['seed']}), "
              f"{result['threads']} torch thread(s), model {result['model']}; s/img = CPU seconds per image", "",
              "| method | scale | cache | CPU s/img | speed-up | KID | KID_patch | Δ vs uncached (0–255) | full calls |",
              "|---|---|---|---|---|---|---|---|---|"]
@@ -177,6 +181,8 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=4)
     ap.add_argument("--seed", type=int, default=3407)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--cap", action="append", default=[], metavar="METHOD@SCALE=N",
+                    help="fewer images for one slow cell, e.g. imax@8=2 (repeatable)")
     ap.add_argument("--out", type=Path, default=None, help="path stem: writes STEM.json and STEM.md")
     ap.add_argument("--images", type=Path, default=Path("benchmarks/results/cache_tradeoff/images"),
                     help="finished images and their timings; a rerun resumes from them (not in git)")

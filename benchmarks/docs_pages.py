@@ -15,10 +15,11 @@ What it writes, each from committed JSON only (nothing is run or measured again)
 - Generated blocks inside ``README.md`` and ``docs/**/*.md``, between ``<!-- generated: KIND ARGS -->`` and
   ``<!-- /generated -->``:
 
-  ``bench FOLDER TAG [metrics=KEY,...] [| label | label = Shown name | ...]``
+  ``bench FOLDER TAG [metrics=KEY,...] [spread=seeds|std] [| label | label = Shown name | ...]``
       the compact table of ``benchmarks/readme_table.py`` (one resolution tag of one bench folder): every group of
       that tag, or the listed labels in that order, each optionally shown under another name; ``metrics=`` shows
-      those registry metrics instead of the README columns;
+      those registry metrics instead of the README columns; ``spread=std`` writes KID-type cells as mean ± std over
+      the KID subsets instead of the per-seed values;
   ``json-table PATH [TABLE] [| row | row = Shown name | ...]``
       a table that a benchmark script renders from its committed JSON: `JSON_TABLES` names the script for PATH
       (a file, a glob of files or a folder), whose ``tables(data)`` returns its tables by name (TABLE, default the
@@ -81,6 +82,7 @@ JSON_TABLES = {
     "benchmarks/results/support_matrix.json": "support_matrix",
     "benchmarks/results/real_widths.json": "real_widths",
     "benchmarks/results/cache_tradeoff.json": "cache_tradeoff",
+    "benchmarks/results/recipe_cpu_time-*.json": "recipe_cpu_time",
     "benchmarks/results/upscale_reference_trajectory.json": "upscale_reference_trajectory",
 }
 
@@ -283,11 +285,13 @@ def render_block(args: str, page: Path) -> str:
         head, *rows = args.split("|")
         _, folder, tag, *opts = head.split()
         metrics = next((o.split("=", 1)[1].split(",") for o in opts if o.startswith("metrics=")), None)
+        spread = next((o.split("=", 1)[1] for o in opts if o.startswith("spread=")), "seeds")
         if not (ROOT / folder / "results.json").is_file():
             raise SystemExit(f"{page.relative_to(ROOT)}: {folder} has no results.json yet; run its bench "
                              f"(`hiresflow bench SPEC --out {folder}`) before regenerating the docs")
         results = json.loads((ROOT / folder / "results.json").read_text())
-        return _script("readme_table").table(results, tag, *_labels(rows), metrics=metrics) + "\n"
+        return _script("readme_table").table(results, tag, *_labels(rows), metrics=metrics,
+                                                   spread=spread) + "\n"
     if kind == "json-table":
         head, *rows = args.split("|")
         _, path, *which = head.split()

@@ -28,9 +28,12 @@ def _value(metrics: dict, key: str) -> float | None:
 
 
 def table(results: dict, tag: str, labels: list[str] | None = None, names: dict[str, str] | None = None,
-          metrics: list[str] | None = None) -> str:
+          metrics: list[str] | None = None, spread: str = "seeds") -> str:
     """The README table of one resolution tag: the registry's README columns (`metrics.columns(README)`), or the
-    registry metrics named in `metrics` (keys, in that order), then the median seconds per image."""
+    registry metrics named in `metrics` (keys, in that order), then the median seconds per image. Per-seed columns
+    show the value per seed set (`spread="seeds"`) or ± the metric's std over its subsets (`spread="std"`)."""
+    if spread not in ("seeds", "std"):
+        raise SystemExit(f"spread must be 'seeds' or 'std', got {spread!r}")
     groups = [g for g in results["groups"] if g["tag"] == tag and not g.get("error")]
     if labels:
         groups = [g for lab in labels for g in groups if g["label"] == lab]
@@ -50,7 +53,10 @@ def table(results: dict, tag: str, labels: list[str] | None = None, names: dict[
             text = "—" if v is None else m.format(v, README)
             if v is not None and best[m.key] is not None and v == best[m.key]:
                 text = f"**{text}**"
-            if m.column(README).by_seed and seeds and v is not None:
+            std = (g["metrics"].get(m.key) or {}).get("std")
+            if spread == "std" and m.column(README).by_seed and v is not None and std:
+                text += f" ± {m.format(std, README)}"
+            elif spread == "seeds" and m.column(README).by_seed and seeds and v is not None:
                 per = [_value(g["by_seed"][s], m.key) for s in seeds]
                 text += " (" + " / ".join("—" if p is None else m.format(p, README) for p in per) + ")"
             cells.append(text)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import functools
 import http.server
 import importlib.util
+import json
 import os
 import subprocess
 import sys
@@ -142,3 +143,17 @@ def test_json_table_block_renders_a_scripts_table_from_json(tmp_path):
     assert rows == ["model", "tiny-sd-v1", "v2"]
     with pytest.raises(SystemExit, match="no script renders"):
         dp.fill_blocks("<!-- generated: json-table benchmarks/results/none.json -->\n<!-- /generated -->\n", tmp_path)
+
+
+def test_bench_block_spread_std_writes_the_subset_std(tmp_path):
+    """`spread=std` turns the per-seed KID cells into mean ± std over the KID subsets; other values are refused."""
+    dp = _docs_pages()
+    folder = "benchmarks/results/tiny-flux-v2-4x-n48"
+    results = json.loads((ROOT / folder / "results.json").read_text())
+    group = next(g for g in results["groups"] if g["label"] == "hiflow")
+    kid = group["metrics"]["kid"]
+    block = f"<!-- generated: bench {folder} x4 metrics=kid spread=std | hiflow -->\n<!-- /generated -->\n"
+    row = [r for r in dp.fill_blocks(block, tmp_path / "p.md").splitlines() if r.startswith("| hiflow")][0]
+    assert f"{kid['value'] * 1e3:.1f}" in row and f"± {kid['std'] * 1e3:.1f}" in row and "/" not in row
+    with pytest.raises(SystemExit, match="spread must be"):
+        dp.fill_blocks(block.replace("spread=std", "spread=range"), tmp_path / "p.md")
