@@ -32,6 +32,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from hiresflow.atomic import write_result
+
 METHODS = ("hiflow", "dype", "imax")
 CACHES = ("none", "first-block:0.08", "taylorseer:4", "magcache:0.06")
 
@@ -189,10 +191,7 @@ def main() -> None:
     args = ap.parse_args()
     result = run(args)
     text = table(result)
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.with_suffix(".json").write_text(json.dumps(result, indent=1) + "\n")
-        args.out.with_suffix(".md").write_text(text + "\n")
+    write_result(args.out, result, text)
     print(text)
 
 

@@ -21,6 +21,8 @@ from pathlib import Path
 
 import torch
 
+from hiresflow.atomic import write_result
+
 
 def run(args) -> dict:
     from hiresflow.eval.layout import bench_items
@@ -78,10 +80,7 @@ def main() -> None:
     args = ap.parse_args()
     result = run(args)
     text = table(result)
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.with_suffix(".json").write_text(json.dumps(result, indent=1) + "\n")
-        args.out.with_suffix(".md").write_text(text + "\n")
+    write_result(args.out, result, text)
     print(text)
 
 

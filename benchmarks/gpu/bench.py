@@ -18,6 +18,8 @@ from pathlib import Path
 
 import torch
 
+from hiresflow.atomic import write_result
+
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 CONFIGS = {
@@ -114,10 +116,7 @@ def main() -> None:
     args = ap.parse_args()
     result = run(args.config, args.recipes.split(","), args.variants.split(","))
     text = table(result)
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.with_suffix(".json").write_text(json.dumps(result, indent=1) + "\n")
-        args.out.with_suffix(".md").write_text(text + "\n")
+    write_result(args.out, result, text)
     print(text)
 
 

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
 __all__ = ["TMP_SUFFIX", "temporary_name", "atomic_path", "atomic_files", "write_text_atomic",
-           "write_bytes_atomic", "describe_os_error"]
+           "write_bytes_atomic", "write_result", "describe_os_error"]
 
 TMP_SUFFIX = ".hiresflow-tmp"
 
@@ -71,6 +71,19 @@ def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> Path:
     with atomic_path(path) as tmp:
         tmp.write_bytes(data)
     return Path(path)
+
+
+def write_result(stem: str | os.PathLike | None, result: object, text: str) -> None:
+    """A benchmark script's output: STEM.json (the result, indented) and STEM.md (its table), both written
+    atomically (folders created); nothing when `stem` is None (no `--out`)."""
+    if stem is None:
+        return
+    import json
+
+    stem = Path(stem)
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(stem.with_suffix(".json"), json.dumps(result, indent=1) + "\n")
+    write_text_atomic(stem.with_suffix(".md"), text.rstrip("\n") + "\n")
 
 
 _HINTS = {
