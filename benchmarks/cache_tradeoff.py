@@ -128,7 +128,7 @@ def run(args) -> dict:
                     print(json.dumps(rows[-1]), flush=True)
                     continue
                 feats = inception(imgs)
-                crop_feats = inception(crops_of(imgs, anchors, nat[0]))
+                crop_feats = inception(crops_of(imgs, anchors[:len(imgs)], nat[0]))  # a capped cell: its first images
                 k, _, _ = kid(feats, ref_feats)
                 kp, kp_std, _ = kid(crop_feats, ref_crop_feats, subsets=100, subset_size=min(16, len(crop_feats)))
                 if base_imgs is None:
