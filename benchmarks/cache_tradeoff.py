@@ -55,12 +55,12 @@ def _load_image(cell: Path, stem: str):
 def _save_image(cell: Path, stem: str, img: np.ndarray, meta: dict):
     from PIL import Image
 
-    from hiresflow.atomic import atomic_path
+    from hiresflow.atomic import atomic_path, write_text_atomic
 
     cell.mkdir(parents=True, exist_ok=True)
     with atomic_path(cell / f"{stem}.png") as tmp:
         Image.fromarray(img).save(tmp, format="PNG")
-    (cell / f"{stem}.json").write_text(json.dumps(meta))  # written last: marks the image as finished
+    write_text_atomic(cell / f"{stem}.json", json.dumps(meta))  # written last: marks the image as finished
     return img, meta
 
 
