@@ -7,7 +7,7 @@ This teaches small models what the world looks like at every scale.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -123,7 +123,8 @@ def _candidates(scene: Scene, g: np.random.Generator) -> list[tuple[str, float, 
 
 
 def sample_view(
-    rng: np.random.Generator | int, size: int = 64, full_fraction: float = FULL_FRACTION
+    rng: np.random.Generator | int, size: int = 64, full_fraction: float = FULL_FRACTION,
+    caption: Callable[[Scene, np.random.Generator], str] = prompt_for,
 ) -> tuple[np.ndarray, str, Scene, dict[str, Any]]:
     """Sample a scene and one view of it.
 
@@ -131,7 +132,8 @@ def sample_view(
     image, its prompt, the scene, and ``view = {"kind": "full" | "closeup",
     "subject", "zoom", "window", "seed"}``.  A fraction ``full_fraction`` of views
     (65 % by default) are full scenes; the rest are close-ups (zoom 2, 4 or 8) of the sun/moon, a tree, the house,
-    lake ripples, rock, clouds, stars or ground.
+    lake ripples, rock, clouds, stars or ground. ``caption(scene, rng)`` writes a full scene's prompt (default: the
+    fixed grammar, :func:`prompt_for`; :func:`hiresflow.world.phrasing.training_prompt` for varied captions).
     """
     if not 0.0 <= full_fraction <= 1.0:
         raise ValueError(f"full_fraction must lie in [0, 1], got {full_fraction!r}")
@@ -142,7 +144,7 @@ def sample_view(
     if g.random() < full_fraction:
         image = render(scene, size, size, tex_seed)
         view = {"kind": "full", "subject": None, "zoom": 1, "window": None, "seed": tex_seed}
-        return image, prompt_for(scene, g), scene, view
+        return image, caption(scene, g), scene, view
     cands = _candidates(scene, g)
     subject, cy, cx, zoom = cands[int(g.integers(len(cands)))]
     window = _window(cy, cx, zoom)
@@ -151,10 +153,10 @@ def sample_view(
     return image, closeup_prompt(subject, scene, g), scene, view
 
 
-def dataset_batch(seed: int, batch: int, size: int = 64,
-                  full_fraction: float = FULL_FRACTION) -> tuple[np.ndarray, list[str]]:
+def dataset_batch(seed: int, batch: int, size: int = 64, full_fraction: float = FULL_FRACTION,
+                  caption: Callable[[Scene, np.random.Generator], str] = prompt_for) -> tuple[np.ndarray, list[str]]:
     """``batch`` views from one seed: uint8 ``(batch, size, size, 3)`` and their prompts; ``full_fraction`` of
-    them full scenes, the rest close-ups."""
+    them full scenes (captioned by ``caption``), the rest close-ups."""
     if isinstance(batch, bool) or not isinstance(batch, (int, np.integer)) or batch < 1:
         raise ValueError(f"batch must be a positive int, got {batch!r}")
     g = as_generator(seed)
@@ -162,6 +164,6 @@ def dataset_batch(seed: int, batch: int, size: int = 64,
     images = np.empty((int(batch), size, size, 3), np.uint8)
     prompts = []
     for i in range(int(batch)):
-        images[i], p, _, _ = sample_view(g, size, full_fraction)
+        images[i], p, _, _ = sample_view(g, size, full_fraction, caption)
         prompts.append(p)
     return images, prompts
