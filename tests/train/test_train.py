@@ -180,3 +180,53 @@ def test_warm_start_refuses_bad_sources(tmp_path):
     with pytest.raises(ValueError, match="not a sd pipeline"):
         train_diffusion(_spec(tmp_path, "w2"), DiffusionOptions(kind="sd", vae=None, init_from="tiny-flux-v1"),
                         standin)
+
+
+def test_scheduler_overrides_refused_with_one_line_errors():
+    for kind, sched, match in [
+        ("flux", {"prediction_type": "v_prediction"}, "flux trainer"),
+        ("sd", {"beta_end": 0.02}, "not supported"),
+        ("sd", {"prediction_type": "v"}, "prediction_type must be one of"),
+        ("sd", {"rescale_betas_zero_snr": 1}, "rescale_betas_zero_snr must be one of"),
+        ("sd", {"rescale_betas_zero_snr": True}, "needs v-prediction"),
+    ]:
+        with pytest.raises(ValueError, match=match) as err:
+            DiffusionOptions(kind=kind, vae=None, scheduler=sched)
+        assert "\n" not in str(err.value)
+
+
+def test_zero_terminal_snr_table_is_finite():
+    """ᾱ_T = 0 (zero-terminal SNR) becomes 2⁻²⁴ as in diffusers' Euler schedulers: σ_max < 1 and the last
+    training timestep is reachable from it."""
+    from diffusers import DDIMScheduler
+
+    from hiresflow.flow.parameterization import DDPMFlow
+
+    sc = DDIMScheduler(beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012, clip_sample=False,
+                       set_alpha_to_one=False, rescale_betas_zero_snr=True, prediction_type="v_prediction")
+    assert float(sc.alphas_cumprod[-1]) == 0.0
+    flow = DDPMFlow(sc.alphas_cumprod.clone(), "v_prediction")
+    assert float(flow.alphas_cumprod[-1]) == 2.0**-24 and 0.999 < flow.sigma_max < 1
+    assert flow.timestep(flow.sigma_max) == 999.0
+    x_t, out = torch.randn(1, 4, 2, 2), torch.randn(1, 4, 2, 2)
+    assert torch.isfinite(flow.velocity(out, x_t, flow.sigma_max)).all()
+
+
+@pytest.mark.slow
+def test_sd_trains_with_v_prediction_and_zero_terminal_snr(tmp_path):
+    """--scheduler: the skeleton's scheduler carries the overrides, the loss targets v, and the trained model
+    samples finite images through hiresflow's sampler from σ_max ≈ 1."""
+    from hiresflow.train.diffusion import load_trained_pipeline, preview
+    from hiresflow.train.pipelines import load_pipeline_folder
+
+    sched = {"prediction_type": "v_prediction", "rescale_betas_zero_snr": True, "timestep_spacing": "trailing"}
+    opts = _opts("sd")
+    opts.scheduler = sched
+    res = train_diffusion(_spec(tmp_path, "vpred", steps=3), opts, standin)
+    assert res["step"] == 3 and torch.isfinite(torch.tensor(res["final_loss"]))
+    cfg = load_pipeline_folder(tmp_path / "vpred" / "skeleton").scheduler.config
+    assert {k: cfg[k] for k in sched} == sched
+    pipe, state = load_trained_pipeline(tmp_path / "vpred")
+    assert state["config"]["extra"]["scheduler"] == sched
+    img = preview(pipe, ["a red sun over a lake"], steps=3, size=32)
+    assert img.shape == (1, 3, 32, 32) and torch.isfinite(img).all()

@@ -49,7 +49,11 @@ class DDPMFlow:
             raise ValueError(
                 f"unknown prediction_type {self.prediction_type!r}; use one of {', '.join(PREDICTION_TYPES)}"
             )
-        ac = torch.as_tensor(self.alphas_cumprod, dtype=torch.float64).flatten()
+        ac = torch.as_tensor(self.alphas_cumprod, dtype=torch.float64).flatten().clone()
+        if float(ac[-1]) == 0.0:
+            # zero-terminal-SNR schedules (Lin et al. 2024, `rescale_betas_zero_snr`): ᾱ_T = 0 makes σ = 1 and the
+            # log-SNR infinite; diffusers' Euler schedulers set ᾱ_T = 2⁻²⁴ for the same reason, and so do we
+            ac[-1] = 2.0**-24
         self.alphas_cumprod = ac
         self._log_snr = torch.log(ac) - torch.log1p(-ac)  # decreasing in t
 

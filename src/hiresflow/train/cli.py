@@ -130,7 +130,7 @@ def vae(
 
 def _diffusion(ctx, kind, name, runs, seed, steps, batch, threads, lr, warmup, vae_dir, cache_n, p_uncond, ema,
                ckpt_every, sample_every, denoiser, stop_after, source, logit_mean=0.0, logit_std=1.0,
-               full_fraction=None, init_from=None):
+               full_fraction=None, init_from=None, scheduler=None):
     from .data import world_source
     from .diffusion import DiffusionOptions, train_diffusion
 
@@ -138,7 +138,8 @@ def _diffusion(ctx, kind, name, runs, seed, steps, batch, threads, lr, warmup, v
     opts = DiffusionOptions(kind=kind, vae=vae_dir, cache_n=cache_n, p_uncond=p_uncond, ema_decay=ema,
                             logit_mean=logit_mean, logit_std=logit_std, full_fraction=full_fraction,
                             init_from=init_from or None,
-                            denoiser=_json_option(denoiser, "--transformer/--unet"))
+                            denoiser=_json_option(denoiser, "--transformer/--unet"),
+                            scheduler=_json_option(scheduler, "--scheduler"))
     _record_command(ctx, runs, name)
     _finish(train_diffusion(spec, opts, world_source(source)))
 
@@ -198,11 +199,14 @@ def sd(
     init_from: Optional[str] = typer.Option(None, help=INIT_HELP),
     stop_after: Optional[int] = typer.Option(None, help=STOP_HELP),
     source: str = typer.Option("hiresflow.world", help=SOURCE_HELP),
+    scheduler: Optional[str] = typer.Option(
+        None, help='JSON overrides of the DDPM schedule, e.g. \'{"prediction_type": "v_prediction", '
+                   '"rescale_betas_zero_snr": true, "timestep_spacing": "trailing"}\''),
 ):
-    """Train tiny-sd (UNet2DConditionModel, ε-prediction DDPM, 64 px)."""
+    """Train tiny-sd (UNet2DConditionModel, ε-prediction DDPM by default, 64 px)."""
     _diffusion(ctx, "sd", name, runs, seed, steps, batch, threads, lr, warmup, vae_dir, cache_n, p_uncond, ema,
                ckpt_every, sample_every, unet, stop_after, source, full_fraction=full_fraction,
-               init_from=init_from)
+               init_from=init_from, scheduler=scheduler)
 
 
 @app.command()
@@ -281,7 +285,7 @@ def export(
     flux_run: str = typer.Option("flux", "--flux", help="run name of tiny-flux ('' to skip)"),
     sd_run: str = typer.Option("sd", "--sd", help="run name of tiny-sd ('' to skip)"),
     out: Optional[str] = typer.Option(None, help="output folder (default: the package's embedded/)"),
-    dtype: str = typer.Option("fp32", help="stored weight dtype: fp32, fp16 or bf16 (diffusers keeps a stored fp16 as fp16 on load, which is ~2.5x slower on CPU)"),
+    dtype: str = typer.Option("fp16", help="stored weight dtype: fp16, fp32 or bf16 (hiresflow loads embedded weights as float32 whatever is stored)"),
     flux_guidance: float = typer.Option(4.0, help="recommended CFG scale recorded in tiny-flux/hiresflow.json"),
     sd_guidance: float = typer.Option(5.0, help="recommended CFG scale recorded in tiny-sd/hiresflow.json"),
     version: Optional[int] = typer.Option(None, help="model version recorded in each card (none recorded = 1)"),
@@ -317,6 +321,23 @@ def export(
     md = write_training_md(runs, target / "TRAINING.md", exports, run_names=names)
     total = sum(folder_size_mb(target / n) for n in EMBEDDED_NAMES.values() if (target / n).is_dir())
     typer.echo(f"wrote {md}; embedded models total {total:.1f} MB")
+
+
+@app.command()
+@_guarded
+def store(
+    folders: list[str] = typer.Argument(..., help="model folders whose *.safetensors are rewritten in place"),
+    dtype: str = typer.Option("fp16", help="stored weight dtype: fp16, fp32 or bf16"),
+):
+    """Re-store trained weights in another dtype (e.g. the embedded models as fp16: half the bytes; they are
+    loaded as float32). Each file is replaced atomically; out-of-range values refuse the whole folder."""
+    from .export import store_weights
+
+    for folder in folders:
+        if not Path(folder).is_dir():
+            raise ValueError(f"{folder} is not a folder; pass model folders such as src/hiresflow/embedded/tiny-flux")
+    for folder in folders:
+        typer.echo(json.dumps({"folder": _shown(Path(folder)), **store_weights(folder, dtype)}))
 
 
 def main() -> None:  # pragma: no cover

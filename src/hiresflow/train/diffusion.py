@@ -5,7 +5,8 @@ the network the same way:
 ``tiny-flux`` (``FluxTransformer2DModel``): rectified flow, target v = ε − x0, logit-normal σ
 (:class:`hiresflow.models.flux.FluxFlowModel`);
 ``tiny-sd`` (``UNet2DConditionModel``): ε-prediction DDPM on the SD betas (scaled_linear 0.00085–0.012, 1000
-steps), integer timesteps uniform in [0, 1000) (:class:`hiresflow.models.sd.SDFlowModel`).
+steps), integer timesteps uniform in [0, 1000) (:class:`hiresflow.models.sd.SDFlowModel`); ``--scheduler``
+switches to v-prediction and/or a zero-terminal-SNR schedule (the scheduler config the loss and sampler read).
 
 Both drop the prompt to ``""`` with probability ``p_uncond`` (classifier-free guidance) and encode text with the
 adapter (the pipeline's frozen encoders), and normalise latents with the adapter's codec.
@@ -43,6 +44,7 @@ class DiffusionOptions:
     logit_std: float = 1.0
     denoiser: dict | None = None  # config overrides of the transformer / UNet
     init_from: str | None = None  # warm start: a pipeline folder or embedded name whose components (and weights) seed the run
+    scheduler: dict | None = None  # sd only: DDIM config overrides (prediction_type, rescale_betas_zero_snr, timestep_spacing)
     vae_config: dict | None = None  # only with vae=None
     preview_steps: int = 20
     preview_guidance: float = 4.0
@@ -66,8 +68,38 @@ class DiffusionOptions:
         if self.init_from is not None and self.denoiser:
             raise ValueError("--init-from takes the denoiser's architecture from that model; drop "
                              "--transformer/--unet, or train from scratch without --init-from")
+        if self.scheduler:
+            check_scheduler_overrides(self.kind, self.scheduler)
         if self.size < 8 or self.size % 8:
             raise ValueError(f"size must be a positive multiple of 8 px, got {self.size!r}")
+
+
+SCHEDULER_KEYS = {"prediction_type": ("epsilon", "v_prediction", "sample"), "rescale_betas_zero_snr": (True, False),
+                  "timestep_spacing": ("leading", "trailing", "linspace")}
+
+
+def check_scheduler_overrides(kind: str, overrides: dict) -> None:
+    """One-line errors for ``--scheduler``: only tiny-sd's DDPM schedule can change, only the keys of
+    `SCHEDULER_KEYS` with their values, and a zero-terminal-SNR schedule (ᾱ_T = 0, Lin et al. 2024, "Common
+    Diffusion Noise Schedules and Sample Steps are Flawed") needs v-prediction: at ᾱ_T = 0 an ε-prediction carries
+    no information about x0."""
+    if kind != "sd":
+        raise ValueError("--scheduler changes tiny-sd's DDPM schedule; the flux trainer's rectified flow has none")
+    for key, value in overrides.items():
+        if key not in SCHEDULER_KEYS:
+            raise ValueError(f"--scheduler key {key!r} is not supported; use {', '.join(SCHEDULER_KEYS)}")
+        if value not in SCHEDULER_KEYS[key] or isinstance(value, bool) != (key == "rescale_betas_zero_snr"):
+            raise ValueError(f"--scheduler {key} must be one of {', '.join(map(str, SCHEDULER_KEYS[key]))}, got {value!r}")
+    if overrides.get("rescale_betas_zero_snr") and overrides.get("prediction_type") != "v_prediction":
+        raise ValueError('a zero-terminal-SNR schedule needs v-prediction: add "prediction_type": "v_prediction"')
+
+
+def with_scheduler(pipe, overrides: dict | None):
+    """``pipe`` with its scheduler rebuilt from its config plus ``overrides`` (the denoiser is untouched, so a
+    warm start from an ε-prediction model trains on towards the new target)."""
+    if overrides:
+        pipe.scheduler = type(pipe.scheduler).from_config(pipe.scheduler.config, **overrides)
+    return pipe
 
 
 @torch.no_grad()
@@ -114,12 +146,15 @@ def train_diffusion(spec: TrainSpec, opts: DiffusionOptions, source: Source | No
     skel_dir = run.dir / "skeleton"
     if opts.init_from is not None:
         spec.extra["init_from"] = opts.init_from
+    if opts.scheduler:
+        spec.extra["scheduler"] = dict(opts.scheduler)
     if not (skel_dir / "model_index.json").is_file() and opts.init_from is not None:
-        save_pipeline(warm_start_pipeline(opts.init_from, kind), skel_dir, native_size=opts.size)
+        save_pipeline(with_scheduler(warm_start_pipeline(opts.init_from, kind), opts.scheduler), skel_dir,
+                      native_size=opts.size)
     elif not (skel_dir / "model_index.json").is_file():
         pipe = build_skeleton(kind, list(source.vocabulary()), opts.vae, seed=spec.seed, denoiser=opts.denoiser,
                               vae_config=opts.vae_config)
-        save_pipeline(pipe, skel_dir, native_size=opts.size)
+        save_pipeline(with_scheduler(pipe, opts.scheduler), skel_dir, native_size=opts.size)
     # always train the reloaded copy: a fresh start and a resumption then run bit-identical code paths
     pipe = load_pipeline_folder(skel_dir)
     for m in pipe.components.values():
