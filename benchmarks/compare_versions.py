@@ -5,8 +5,8 @@ the methods' ranking against HiFlow's Table 1 (FLUX.1-dev, 4096²).
     python benchmarks/compare_versions.py --v1 benchmarks/results/tiny-flux --v2 benchmarks/results/tiny-flux-v2-4x
     python benchmarks/compare_versions.py --v2 benchmarks/results/tiny-flux-v2 --seed '' --tag x4   # both seed sets
     python benchmarks/compare_versions.py --model tiny-sd --v1 benchmarks/results/tiny-sd \
-        --v2 benchmarks/results/tiny-sd-v2 --native-v1 benchmarks/results/native_quality-tiny-sd-v1.json \
-        --native-v2 benchmarks/results/native_quality-tiny-sd.json --seed ''
+        --v2 benchmarks/results/tiny-sd-v2 --native-v1 benchmarks/results/native_quality-fp32/native_quality-tiny-sd.json \
+        --native-v2 benchmarks/results/native_quality-tiny-sd-v2.json --seed ''
 
 Inputs (all committed): the v1 bench (`benchmarks/results/tiny-flux`, read on its seed set 3407 so both versions
 see the same 8 scenes and noises), the v2 bench of `benchmarks/specs/tiny-flux-v2-4x.yaml`, and the two
@@ -178,8 +178,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--v1", type=Path, default=RESULTS / "tiny-flux")
     ap.add_argument("--v2", type=Path, default=RESULTS / "tiny-flux-v2-4x")
-    ap.add_argument("--native-v1", type=Path, default=RESULTS / "native_quality-tiny-flux-v1.json")
-    ap.add_argument("--native-v2", type=Path, default=RESULTS / "native_quality-tiny-flux.json")
+    ap.add_argument("--native-v1", type=Path, default=RESULTS / "native_quality-fp32" / "native_quality-tiny-flux-v1.json")
+    ap.add_argument("--native-v2", type=Path, default=RESULTS / "native_quality-fp32" / "native_quality-tiny-flux.json")
     ap.add_argument("--seed", default="3407", help="seed set of the v1 bench the v2 spec repeats ('' = all)")
     ap.add_argument("--tag", default="x4", help="scale tag of the groups to compare (x2, x4, x8)")
     ap.add_argument("--model", default="tiny-flux", help="model name for the title")

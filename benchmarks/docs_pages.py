@@ -84,6 +84,7 @@ JSON_TABLES = {
     "benchmarks/results/cache_tradeoff.json": "cache_tradeoff",
     "benchmarks/results/recipe_cpu_time-*.json": "recipe_cpu_time",
     "benchmarks/results/upscale_reference_trajectory.json": "upscale_reference_trajectory",
+    "benchmarks/results/stored_dtype.json": "stored_dtype",
 }
 
 
@@ -229,8 +230,8 @@ def choose_table(cells: list[str]) -> str:
 
 
 MAIN_BENCHES = [("benchmarks/results/tiny-flux-v2", "x2"), ("benchmarks/results/tiny-flux-v2", "x4"),
-                ("benchmarks/results/tiny-flux-v2-8x", "x8"), ("benchmarks/results/tiny-sd-v2", "x2"),
-                ("benchmarks/results/tiny-sd-v2", "x4"), ("benchmarks/results/tiny-sd-v2-8x", "x8")]
+                ("benchmarks/results/tiny-flux-v2-8x", "x8"), ("benchmarks/results/tiny-sd", "x2"),
+                ("benchmarks/results/tiny-sd", "x4"), ("benchmarks/results/tiny-sd-8x", "x8")]
 
 
 def method_rows(recipe: str) -> str:

@@ -137,10 +137,10 @@ def test_json_table_block_renders_a_scripts_table_from_json(tmp_path):
     speed = dp._script("msw_msa_speed").tables({"rows": [row]})["speed"].splitlines()
     assert speed[0].startswith("| scale (4 steps) |")
     assert speed[2] == "| 4× (256²) | 4 096 | 2.00 | 1.00 | 2.00× | 0.50 | 4.00× |"
-    text = ("<!-- generated: json-table benchmarks/results/native_quality-*.json | tiny-sd-v1 | tiny-flux = v2 -->\n"
+    text = ("<!-- generated: json-table benchmarks/results/native_quality-*.json | tiny-sd | tiny-flux = v2 -->\n"
             "| stale |\n<!-- /generated -->\n")
     rows = [r.split("|")[1].strip() for r in dp.fill_blocks(text, tmp_path / "p.md").splitlines() if r.startswith("| ")]
-    assert rows == ["model", "tiny-sd-v1", "v2"]
+    assert rows == ["model", "tiny-sd", "v2"]
     with pytest.raises(SystemExit, match="no script renders"):
         dp.fill_blocks("<!-- generated: json-table benchmarks/results/none.json -->\n<!-- /generated -->\n", tmp_path)
 

@@ -1,8 +1,9 @@
 """Every recipe on the embedded tiny-flux and tiny-sd at 2× gives the recorded bytes.
 
 The golden file holds, per (model, recipe), the SHA-256 of the final image and latent (float32 bytes) and the
-per-channel means of the 8-bit image. It was recorded before the stage protocol was introduced, so this test
-guards that refactors of the core leave outputs bit-identical. Exact hashes are compared on the CPU kind they were
+per-channel means of the 8-bit image. It was first recorded before the stage protocol was introduced and
+re-recorded when the embedded weights moved to fp16 storage (benchmarks/stored_dtype.py measures that change),
+so this test guards that refactors of the core leave outputs bit-identical. Exact hashes are compared on the CPU kind they were
 recorded on (`torch.backends.cpu.get_cpu_capability()`); elsewhere the channel means must agree to 0.5 levels.
 
 Re-record (only when outputs change on purpose, e.g. a new default): HIRESFLOW_RECORD_GOLDEN=1 pytest this file.

@@ -48,13 +48,13 @@ def test_rau_roles_on_tiny_sd(models):
     patcher, _ = models
     unet = patcher.model.diffusion_model
     pairs, downs, attention = unet_levels(unet)
-    assert pairs == [[1, 2], [4, 5], [7, 8], [10, 11]] and downs == [3, 6, 9, None]
-    assert attention == [True, True, True, False]
+    assert pairs == [[1], [3], [5]] and downs == [2, 4, None]  # tiny-sd: three levels, one layer per block
+    assert attention == [True, True, False]
     roles = rau_roles(unet)
     assert roles.layout == "sd15"
-    assert roles.conv_down is unet.input_blocks[3][0].op  # level 0's downsampler (diffusers down_blocks.0)
-    assert roles.pool_block == 4  # level 1's first pair (down_blocks.1's first resnet + attention)
-    assert roles.restore_block == 8  # up_blocks.2's last pair: restored after its second (HiDiffusion's i == 1)
+    assert roles.conv_down is unet.input_blocks[2][0].op  # level 0's downsampler (diffusers down_blocks.0)
+    assert roles.pool_block == 3  # level 1's first pair (down_blocks.1.attentions.0, as the library's role map)
+    assert roles.restore_block == 3  # restored before output block 3 = after up_blocks.1.attentions.0 (block 2)
 
 
 @pytest.mark.parametrize("step,parts", [(0, "conv+pool"), (4, "conv"), (7, "off")])

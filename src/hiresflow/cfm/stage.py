@@ -40,11 +40,13 @@ def resolve_upsampler(name: str) -> Path:
 
 @torch.no_grad()
 def vae_fingerprint(vae) -> str:
-    """SHA-256 (16 hex) of the VAE's weights as float32, in parameter-name order (independent of the file)."""
+    """SHA-256 (16 hex) of the VAE's weights rounded to fp16 (then as float32 bytes), in parameter-name order:
+    independent of the file, and the same whether the weights are stored in fp32 or fp16 (the embedded models
+    store fp16 and load float32)."""
     h = hashlib.sha256()
     for k, v in sorted(vae.state_dict().items()):
         h.update(k.encode())
-        h.update(v.detach().float().contiguous().cpu().numpy().tobytes())
+        h.update(v.detach().half().float().contiguous().cpu().numpy().tobytes())
     return h.hexdigest()[:16]
 
 

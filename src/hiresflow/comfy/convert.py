@@ -34,7 +34,7 @@ __all__ = ["flux_to_comfy", "vae_to_comfy", "unet_to_comfy", "embedded_checkpoin
 METADATA_KEY = "hiresflow"
 MODEL_PREFIX = "model.diffusion_model."
 VAE_PREFIX = {"flux": "vae.", "sd": "first_stage_model."}
-EMBEDDED_KINDS = {"tiny-flux": "flux", "tiny-sd": "sd", "tiny-flux-v1": "flux"}
+EMBEDDED_KINDS = {"tiny-flux": "flux", "tiny-sd": "sd", "tiny-flux-v1": "flux", "tiny-sd-v1": "sd"}
 
 Tensors = dict[str, torch.Tensor]
 
@@ -229,14 +229,19 @@ def unet_to_comfy(sd: Tensors, layers_per_block: int) -> Tensors:
 
 
 def embedded_checkpoint(name: str) -> tuple[Tensors, dict]:
-    """The embedded model `name` ("tiny-flux", "tiny-sd") as (state dict in ComfyUI's checkpoint layout, metadata)."""
-    from safetensors.torch import load_file
+    """The embedded model `name` ("tiny-flux", "tiny-sd") as (state dict in ComfyUI's checkpoint layout, metadata),
+    in float32."""
+    from safetensors.torch import load_file as read_safetensors
 
-    from ..models.loading import EMBEDDED_DIR
+    from ..models.loading import EMBEDDED, EMBEDDED_DIR
 
     if name not in EMBEDDED_KINDS:
         raise ValueError(f"unknown embedded model {name!r}; use one of {', '.join(EMBEDDED_KINDS)}")
-    folder = EMBEDDED_DIR / name
+    folder = EMBEDDED_DIR / EMBEDDED[name]
+
+    def load_file(path: str) -> Tensors:  # stored as fp16, run in float32 as the library runs them
+        return {k: v.float() if v.is_floating_point() else v for k, v in read_safetensors(path).items()}
+
     card = json.loads((folder / "hiresflow.json").read_text())
     vae_cfg = json.loads((folder / "vae" / "config.json").read_text())
     kind = EMBEDDED_KINDS[name]

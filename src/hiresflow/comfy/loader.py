@@ -86,7 +86,27 @@ def _sd_config(sd: Tensors, meta: dict) -> dict:
         raise ValueError("the checkpoint's U-Net layout is not one ComfyUI's detection reads")
     cfg["num_heads"] = int(meta.get("heads", 8))
     cfg["num_head_channels"] = -1
+    widths = _level_widths(sd)
+    base = int(cfg["model_channels"])
+    if len(widths) == len(cfg["channel_mult"]) and any(w % base for w in widths):
+        # detection floors width / model_channels (96 / 64 → 1); tiny-sd's 64/96/128 needs the exact widths
+        cfg["channel_mult"] = [_Width(w) for w in widths]
     return cfg
+
+
+def _level_widths(sd: Tensors) -> list[int]:
+    """Each U-Net level's width, read from its res blocks in `input_blocks` (a downsampler starts a new level)."""
+    widths: list[int] = []
+    current, k = None, 1
+    while any(key.startswith(f"input_blocks.{k}.") for key in sd):
+        if f"input_blocks.{k}.0.op.weight" in sd:
+            widths.append(current)
+            current = None
+        elif f"input_blocks.{k}.0.out_layers.3.weight" in sd:
+            current = int(sd[f"input_blocks.{k}.0.out_layers.3.weight"].shape[0])
+        k += 1
+    widths.append(current)
+    return [w for w in widths if w is not None]
 
 
 def build_model(sd: Tensors, meta: dict, dtype: torch.dtype = torch.float32):
@@ -124,14 +144,17 @@ def build_model(sd: Tensors, meta: dict, dtype: torch.dtype = torch.float32):
 
 
 class _Width:
-    """A channel multiplier that yields an exact width: ComfyUI's VAE computes each level's width as
-    ch·ch_mult[i], which cannot express widths that are not integer multiples of the first (24, 48, 64)."""
+    """A channel multiplier that yields an exact width: ComfyUI's VAE and U-Net compute each level's width as
+    ch·mult (or mult·ch), which cannot express widths that are not integer multiples of the first (24, 48, 64;
+    tiny-sd's 64, 96, 128)."""
 
     def __init__(self, width: int):
         self.width = int(width)
 
     def __rmul__(self, ch: int) -> int:
         return self.width
+
+    __mul__ = __rmul__
 
 
 @contextmanager

@@ -2,7 +2,8 @@
 
 Short names: `tiny-flux` and `tiny-sd` are the embedded models shipped inside the package (trained on the
 reference world; `tiny-flux` is v2, warm-started from `tiny-flux-v1`, which stays loadable by name for comparison;
-`tiny-sd` is v2, a U-Net in SD 1.5's block layout, and the three-level v1 stays loadable as `tiny-sd-v1`); `random-tiny-flux`, `random-tiny-sd`, `random-tiny-sdxl`, `random-tiny-sd3` are untrained random-weight
+`tiny-sd` is v1, a three-level U-Net, also loadable as `tiny-sd-v1`: the SD 1.5-layout v2 measured worse at
+native size and was retired, see docs/embedded-models.md); `random-tiny-flux`, `random-tiny-sd`, `random-tiny-sdxl`, `random-tiny-sd3` are untrained random-weight
 pipelines built in memory (plumbing demos and tests). Anything else goes to `DiffusionPipeline.from_pretrained`.
 A folder may hold `hiresflow.json` with {"native_size": N} to state the resolution the model was trained at.
 """
@@ -20,7 +21,7 @@ from .base import FlowModel
 __all__ = ["load_model", "load_pipeline", "wrap_pipeline", "check_device", "check_card", "EMBEDDED_DIR", "MODEL_NAMES"]
 
 EMBEDDED_DIR = Path(__file__).resolve().parent.parent / "embedded"
-EMBEDDED = {"tiny-flux": "tiny-flux", "tiny-sd": "tiny-sd", "tiny-flux-v1": "tiny-flux-v1", "tiny-sd-v1": "tiny-sd-v1"}
+EMBEDDED = {"tiny-flux": "tiny-flux", "tiny-sd": "tiny-sd-v1", "tiny-flux-v1": "tiny-flux-v1", "tiny-sd-v1": "tiny-sd-v1"}
 RANDOM = {"random-tiny-flux": "flux", "random-tiny-sd": "sd", "random-tiny-sdxl": "sdxl", "random-tiny-sd3": "sd3", "random-tiny-chroma": "chroma", "random-tiny-sd35": "sd35", "random-tiny-zimage": "zimage", "random-tiny-flux2": "flux2", "random-tiny-flux2-klein": "flux2_klein", "random-tiny-qwenimage": "qwenimage"}
 RANDOM_NATIVE = {"flux": 64, "sd": 64, "sdxl": 128, "sd3": 128, "chroma": 64, "sd35": 128, "zimage": 64, "flux2": 64, "flux2_klein": 64, "qwenimage": 80}
 MODEL_NAMES = tuple(EMBEDDED) + tuple(RANDOM)
@@ -186,15 +187,16 @@ def check_device(device) -> str:
 def load_model(name_or_path: str, device: str | torch.device | None = None,
                dtype: torch.dtype | None = None) -> FlowModel:
     """Load and wrap; device defaults to CUDA when available. On the CPU weights are loaded in float32 unless
-    `dtype` says otherwise (half-precision matmuls on a CPU are many times slower)."""
+    `dtype` says otherwise (half-precision matmuls on a CPU are many times slower); the embedded models (stored as
+    fp16 safetensors to halve their bytes) load in float32 on every device unless `dtype` is given."""
     if not isinstance(name_or_path, (str, Path)):
         raise TypeError(f"model must be a name, folder or hub id (str), got {type(name_or_path).__name__}")
     name_or_path = str(name_or_path)
     device = check_device(device)
     if dtype is not None and not isinstance(dtype, torch.dtype):
         raise TypeError(f"dtype must be a torch.dtype such as torch.float16, got {dtype!r}")
-    if dtype is None and torch.device(device).type == "cpu":
-        dtype = torch.float32
+    if dtype is None and (torch.device(device).type == "cpu" or name_or_path in EMBEDDED):
+        dtype = torch.float32  # the embedded weights are stored as fp16 and always run in float32
     from ..quiet import quiet_libraries
 
     with quiet_libraries():

@@ -68,7 +68,7 @@ def build_skeleton(kind: str, vocab: list[str], vae_dir: str | Path | None, *, s
     from .vae import VAE_CONFIG
 
     if vae_dir is not None:
-        vae = AutoencoderKL.from_pretrained(str(vae_dir), local_files_only=True)
+        vae = AutoencoderKL.from_pretrained(str(vae_dir), torch_dtype=torch.float32, local_files_only=True)
     else:
         from .vae import build_vae
 
