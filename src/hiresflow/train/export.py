@@ -56,6 +56,7 @@ def store_weights(folder: str | Path, dtype: str = "fp16") -> dict:
         out = {k: (t.to(target) if t.is_floating_point() else t).contiguous() for k, t in tensors.items()}
         tmp = f.with_name(f.name + ".tmp")
         save_file(out, str(tmp), metadata=meta)
+        tmp.chmod(f.stat().st_mode & 0o777)  # keep the file's permissions (the writer creates it owner-only)
         tmp.replace(f)
     after = sum(f.stat().st_size for f in files)
     return {"files": len(files), "mb_before": round(before / 2**20, 2), "mb_after": round(after / 2**20, 2)}
