@@ -15,6 +15,7 @@ adapter (the pipeline's frozen encoders), and normalise latents with the adapter
 from __future__ import annotations
 
 import json
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,6 +25,7 @@ from ..models.loading import wrap_pipeline
 from .common import EMA, Run, TrainSpec, save_png, set_threads, step_generator, step_seed, train_loop
 from .data import Source, build_latent_cache, file_digest, world_source
 from .pipelines import build_skeleton, denoiser_of, load_pipeline_folder, save_pipeline
+from .vocab import extend_vocabulary
 
 __all__ = ["DiffusionOptions", "train_diffusion", "warm_start_pipeline", "preview", "load_trained_pipeline", "PREVIEW_PROMPTS"]
 
@@ -149,8 +151,12 @@ def train_diffusion(spec: TrainSpec, opts: DiffusionOptions, source: Source | No
     if opts.scheduler:
         spec.extra["scheduler"] = dict(opts.scheduler)
     if not (skel_dir / "model_index.json").is_file() and opts.init_from is not None:
-        save_pipeline(with_scheduler(warm_start_pipeline(opts.init_from, kind), opts.scheduler), skel_dir,
-                      native_size=opts.size)
+        start = with_scheduler(warm_start_pipeline(opts.init_from, kind), opts.scheduler)
+        ext = extend_vocabulary(start, source.vocabulary(), seed=spec.seed)
+        if ext.added and spec.progress:
+            print(f"vocabulary: {len(ext.added)} words of the source added to {opts.init_from}'s tokenizers "
+                  f"({', '.join(ext.added[:8])}{', ...' if len(ext.added) > 8 else ''})", file=sys.stderr)
+        save_pipeline(start, skel_dir, native_size=opts.size, extra_meta={"added_words": list(ext.added)})
     elif not (skel_dir / "model_index.json").is_file():
         pipe = build_skeleton(kind, list(source.vocabulary()), opts.vae, seed=spec.seed, denoiser=opts.denoiser,
                               vae_config=opts.vae_config)
