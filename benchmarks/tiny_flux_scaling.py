@@ -195,7 +195,7 @@ def summary() -> None:
     for r in recs:
         series.setdefault(f"{r['size']} ({r['params'] / 1e6:.1f} M)", []).append((r["steps"], r["fid"] - r["fid_floor"]))
     line_plot(series, OUT / "fid-vs-steps.png", title="tiny-flux: native FID above the floor vs training steps",
-              xlabel="training steps, batch 32 (log2)", ylabel="FID − floor (n=200)")
+              xlabel="training steps, batch 32 (log2)", ylabel="FID - floor (n=200)")
     print(text)
 
 
