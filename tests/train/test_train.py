@@ -230,3 +230,28 @@ def test_sd_trains_with_v_prediction_and_zero_terminal_snr(tmp_path):
     assert state["config"]["extra"]["scheduler"] == sched
     img = preview(pipe, ["a red sun over a lake"], steps=3, size=32)
     assert img.shape == (1, 3, 32, 32) and torch.isfinite(img).all()
+
+
+def test_latent_cache_of_one_source_never_serves_another(tmp_path):
+    """A cache's metadata names a non-default source: the same path rebuilt for another caption grammar."""
+    from types import SimpleNamespace
+
+    from hiresflow.train.data import build_latent_cache
+    from hiresflow.train.diffusion import _default_cache_path
+    from hiresflow.train.vae import build_vae
+
+    vae = build_vae(TINY_VAE.config, 0)
+
+    def shouting(seed, batch, size, **kw):
+        imgs, prompts = standin.dataset_batch(seed, batch, size, **kw)
+        return imgs, [p.upper() for p in prompts]
+
+    other = SimpleNamespace(__name__="tests.shouting", vocabulary=standin.vocabulary, dataset_batch=shouting)
+    path = tmp_path / "latents.safetensors"
+    a = build_latent_cache(path, vae, standin, n=4, size=32, seed=0, progress=False)
+    b = build_latent_cache(path, vae, other, n=4, size=32, seed=0, progress=False)
+    assert a.meta["source"] == "standin" and b.meta["source"] == "tests.shouting"
+    assert b.prompts == [p.upper() for p in a.prompts]
+    spec, opts = _spec(tmp_path, "x"), _opts("flux")
+    assert _default_cache_path(spec, opts, "d").name == "latents-32px-8-s0-d.safetensors"
+    assert _default_cache_path(spec, opts, "d", other).name == "latents-32px-8-shouting-s0-d.safetensors"

@@ -86,6 +86,15 @@ class LatentCache:
         return cls(t["latents"], side["prompts"], side["meta"])
 
 
+DEFAULT_SOURCE = "hiresflow.world"
+
+
+def source_name(source) -> str:
+    """The module name of a training source (``hiresflow.world`` for the reference world); other objects give
+    their ``__name__`` or, failing that, their type's."""
+    return str(getattr(source, "__name__", None) or type(source).__name__)
+
+
 @torch.no_grad()
 def build_latent_cache(path: str | os.PathLike, vae, source: Source, *, n: int, size: int, seed: int,
                        chunk: int = 256, vae_digest: str = "", progress: bool = True,
@@ -93,11 +102,15 @@ def build_latent_cache(path: str | os.PathLike, vae, source: Source, *, n: int, 
     """Render ``n`` views of ``size`` px with ``source.dataset_batch`` (chunk ``i`` uses seed
     ``step_seed(seed, i, "cache")``; ``view_kwargs`` such as ``full_fraction`` go to it too), encode them with
     ``vae`` (posterior mode) and save them to ``path`` (``.safetensors`` + a ``.json`` with the prompts and
-    metadata). Reuses an existing cache with equal metadata."""
+    metadata). Reuses an existing cache with equal metadata; a source other than the reference world
+    (`source_name`) is part of it, so a cache of one caption grammar never serves another."""
     from tqdm import tqdm
 
     path = Path(path)
     meta = {"n": int(n), "size": int(size), "seed": int(seed), "chunk": int(chunk), "vae": vae_digest}
+    name = source_name(source)
+    if name != DEFAULT_SOURCE:
+        meta["source"] = name
     view_kwargs = dict(view_kwargs or {})
     if view_kwargs:
         meta["views"] = view_kwargs

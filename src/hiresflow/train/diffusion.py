@@ -23,7 +23,7 @@ import torch
 
 from ..models.loading import wrap_pipeline
 from .common import EMA, Run, TrainSpec, save_png, set_threads, step_generator, step_seed, train_loop
-from .data import Source, build_latent_cache, file_digest, world_source
+from .data import DEFAULT_SOURCE, Source, build_latent_cache, file_digest, source_name, world_source
 from .pipelines import build_skeleton, denoiser_of, load_pipeline_folder, save_pipeline
 from .vocab import extend_vocabulary
 
@@ -126,9 +126,11 @@ def preview(pipe, prompts: list[str], *, seed: int = 0, steps: int = 20, guidanc
     return torch.cat(out)
 
 
-def _default_cache_path(spec: TrainSpec, opts: DiffusionOptions, digest: str) -> Path:
+def _default_cache_path(spec: TrainSpec, opts: DiffusionOptions, digest: str, source=None) -> Path:
     mix = "" if opts.full_fraction is None else f"-full{opts.full_fraction:g}"
-    return Path(spec.runs) / f"latents-{opts.size}px-{opts.cache_n}{mix}-s{spec.seed}-{digest}.safetensors"
+    name = source_name(source) if source is not None else DEFAULT_SOURCE
+    tag = "" if name == DEFAULT_SOURCE else "-" + name.rsplit(".", 1)[-1]
+    return Path(spec.runs) / f"latents-{opts.size}px-{opts.cache_n}{mix}{tag}-s{spec.seed}-{digest}.safetensors"
 
 
 def train_diffusion(spec: TrainSpec, opts: DiffusionOptions, source: Source | None = None) -> dict:
@@ -172,7 +174,7 @@ def train_diffusion(spec: TrainSpec, opts: DiffusionOptions, source: Source | No
     n_params = sum(p.numel() for p in model.parameters())
 
     digest = file_digest(skel_dir / "vae")
-    cache_path = Path(opts.cache) if opts.cache else _default_cache_path(spec, opts, digest)
+    cache_path = Path(opts.cache) if opts.cache else _default_cache_path(spec, opts, digest, source)
     cache = build_latent_cache(cache_path, pipe.vae, source, n=opts.cache_n, size=opts.size, seed=spec.seed,
                                vae_digest=digest, progress=spec.progress, view_kwargs=view_kwargs)
 
