@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import io
 import json
-import math
 import subprocess
 import tarfile
 import tempfile
@@ -32,6 +31,7 @@ import numpy as np
 
 import hiresflow
 from hiresflow.atomic import write_result
+from hiresflow.eval.image_metrics import psnr
 from hiresflow.models.loading import EMBEDDED, EMBEDDED_DIR
 from hiresflow.world import prompt_for, sample_scene
 
@@ -75,11 +75,6 @@ def folder_at(rev: str, folder: Path, dest: Path) -> Path:
     with tarfile.open(fileobj=io.BytesIO(data)) as tar:
         tar.extractall(dest, filter="data")
     return dest / rel
-
-
-def psnr(a: np.ndarray, b: np.ndarray) -> float:
-    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
-    return math.inf if mse == 0 else 10 * math.log10(255.0 ** 2 / mse)
 
 
 def main() -> None:

@@ -30,7 +30,7 @@ def test_store_halves_bytes_keeps_values_metadata_and_permissions(tmp_path):
     assert after["w"].dtype == torch.float16 and torch.equal(after["w"], before["w"].half())
     assert after["steps"].dtype == torch.int64 and torch.equal(after["steps"], before["steps"])
     assert path.stat().st_mode & 0o777 == 0o644
-    assert not list(tmp_path.rglob("*.tmp"))
+    assert not list(tmp_path.rglob("*tmp"))  # no temporary file left (".hiresflow-tmp")
     from safetensors import safe_open
 
     with safe_open(str(path), framework="pt") as handle:

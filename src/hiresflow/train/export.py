@@ -34,6 +34,8 @@ def store_weights(folder: str | Path, dtype: str = "fp16") -> dict:
     from safetensors import safe_open
     from safetensors.torch import save_file
 
+    from ..atomic import atomic_path
+
     if dtype not in DTYPES:
         raise ValueError(f"unknown dtype {dtype!r}; use one of {', '.join(DTYPES)}")
     target = DTYPES[dtype]
@@ -54,10 +56,9 @@ def store_weights(folder: str | Path, dtype: str = "fp16") -> dict:
     before = sum(f.stat().st_size for f in files)
     for f, meta, tensors in loaded:
         out = {k: (t.to(target) if t.is_floating_point() else t).contiguous() for k, t in tensors.items()}
-        tmp = f.with_name(f.name + ".tmp")
-        save_file(out, str(tmp), metadata=meta)
-        tmp.chmod(f.stat().st_mode & 0o777)  # keep the file's permissions (the writer creates it owner-only)
-        tmp.replace(f)
+        with atomic_path(f) as tmp:
+            save_file(out, str(tmp), metadata=meta)
+            tmp.chmod(f.stat().st_mode & 0o777)  # keep the file's permissions (the writer creates it owner-only)
     after = sum(f.stat().st_size for f in files)
     return {"files": len(files), "mb_before": round(before / 2**20, 2), "mb_after": round(after / 2**20, 2)}
 

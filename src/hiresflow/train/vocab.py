@@ -107,8 +107,6 @@ def extend_vocabulary(pipe, words, *, seed: int = 0) -> VocabExtension:
         build = build_clip_word_tokenizer if kind == "clip" else build_t5_word_tokenizer
         new_tok = build(new_words, model_max_length=tok.model_max_length)
         gen = torch.Generator().manual_seed(int(seed) * 10 + k)
-        setattr(pipe, enc_name, _grow_encoder(enc, tok, new_tok, gen))
-        setattr(pipe, tok_name, new_tok)
-        pipe.register_modules(**{tok_name: new_tok, enc_name: getattr(pipe, enc_name)})
+        pipe.register_modules(**{tok_name: new_tok, enc_name: _grow_encoder(enc, tok, new_tok, gen)})
         grown.append(enc_name)
     return VocabExtension(tuple(missing), tuple(grown))
