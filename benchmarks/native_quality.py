@@ -17,8 +17,8 @@ and framing prefixes the training grammar never produces. `parse_prompt` reads t
 carries ``"phrasing": "heldout"``, the share of prompt words outside the model's training vocabulary
 (`hiresflow.world.vocabulary`) and a few example prompts; a `--phrasing training` record (the default) is written
 exactly as before, without a ``phrasing`` key. Words a model's tokenizer does not know are simply what the model
-gets: the current embedded models' word-level tokenizers map each of them to their unknown token (commas too);
-a v3 tokenizer built from a widened vocabulary is future work. `tables` compares each held-out record
+gets: the embedded models' word-level tokenizers map each of them to their unknown token (commas too); v3's
+tokenizer knows the widened grammar's words (`hiresflow.world.varied`). `tables` compares each held-out record
 ``native_quality-NAME-heldout.json`` with the training record ``native_quality-NAME.json`` (same model, n, steps
 and CFG) in the table ``phrasing-NAME-heldout``; the ``quality`` table lists training records only.
 """
@@ -184,10 +184,22 @@ def quality_table(records: dict[str, dict]) -> str:
     return "\n".join(lines)
 
 
-def phrasing_record(phrasing: str, prompts: list[str]) -> dict:
+def model_vocabulary(model) -> set[str]:
+    """The words the model's word-level tokenizer knows (a v3 model's widened vocabulary, for instance); the
+    reference world's training vocabulary for a model whose tokenizer is not one of the tiny word-level ones."""
+    from hiresflow.train.vocab import pipeline_words
+
+    try:
+        return set(pipeline_words(model.pipe))
+    except (ValueError, AttributeError):
+        return set(vocabulary())
+
+
+def phrasing_record(phrasing: str, prompts: list[str], vocab: set[str] | None = None) -> dict:
     """What a non-default phrasing adds to the record: its name, the share of words (and of prompts with a word)
-    outside the training vocabulary, and the first three prompts."""
-    vocab = set(vocabulary())
+    outside the model's vocabulary (default: the reference world's training vocabulary), and the first three
+    prompts."""
+    vocab = set(vocabulary()) if vocab is None else vocab
     words = [w for p in prompts for w in p.replace(",", " ").split()]
     return {
         "phrasing": phrasing,
@@ -251,7 +263,7 @@ def main() -> None:
         "machine": f"{platform.machine()}, {args.threads} torch threads, torch {torch.__version__}",
     }
     if args.phrasing != "training":  # training records stay as they always were (no key: training phrasing)
-        result.update(phrasing_record(args.phrasing, prompts))
+        result.update(phrasing_record(args.phrasing, prompts, model_vocabulary(model)))
     print(json.dumps(result, indent=2))
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -3,8 +3,8 @@
 Generates with tiny-flux 64 → 128 (4 + 2 steps), checks the image and the downloadable PNG's metadata, checks
 that a bad size shows the one-line error in the page and leaves the previous result in place, and saves a
 screenshot (to tmp; set HIRESFLOW_APP_SCREENSHOT=PATH to also write it there:
-`HIRESFLOW_APP_SCREENSHOT=docs/app-screenshot.png .venv/bin/python -m pytest tests/test_app_browser.py` makes the
-committed docs/app-screenshot.png). Skips, saying why, only when the browser or the packages are missing.
+`HIRESFLOW_APP_SCREENSHOT=docs/app-screenshot.webp .venv/bin/python -m pytest tests/test_app_browser.py` makes the
+committed docs/app-screenshot.webp). Skips, saying why, only when the browser or the packages are missing.
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ def served_app(tmp_path):
 def test_app_generates_in_chromium_and_shows_errors(served_app, tmp_path):
     sync_api = _requirements()
     url, config = served_app
-    shot = tmp_path / "app-screenshot.png"
+    shot = tmp_path / "app-screenshot.webp"
     with sync_api.sync_playwright() as p:
         ctx = p.chromium.launch_persistent_context(str(tmp_path / "chromium-profile"), executable_path=CHROMIUM,
                                                    headless=True, args=ARGS, viewport={"width": 1280, "height": 900})
@@ -86,5 +86,8 @@ def test_app_generates_in_chromium_and_shows_errors(served_app, tmp_path):
     assert '"recipe": "hiflow"' in text["hiresflow"]
     assert Image.open(shot).size[0] == 1280
     target = os.environ.get("HIRESFLOW_APP_SCREENSHOT")
-    if target:
-        shutil.copyfile(shot, target)
+    if target:  # the docs keep it as WebP (quality 90); any other suffix gets the PNG as taken
+        if target.endswith(".webp"):
+            Image.open(shot).save(target, quality=90, method=6)
+        else:
+            shutil.copyfile(shot, target)

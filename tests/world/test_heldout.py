@@ -163,3 +163,15 @@ def test_native_quality_tables_keep_heldout_records_apart():
         nq.tables({"x-heldout": _record("x", 1.0, 0.1, phrasing="heldout")})
     rec = nq.phrasing_record("heldout", ["a sun", "3 firs, a hut"])
     assert rec["phrasing"] == "heldout" and rec["prompts_with_oov_word"] == 0.5 and rec["oov_word_rate"] == 0.5
+
+
+def test_phrasing_record_counts_against_the_models_own_vocabulary():
+    """A widened (v3) tokenizer knows words the world's training grammar lacks: the OOV rate is the model's."""
+    nq = _native_quality()
+    rec = nq.phrasing_record("heldout", ["3 firs, a hut"], vocab={"a", "3", "firs", "hut"})
+    assert rec["oov_word_rate"] == 0.0 and rec["prompts_with_oov_word"] == 0.0
+
+    class NotTiny:  # a model whose pipeline has no word-level tokenizer falls back to the world's vocabulary
+        pipe = object()
+
+    assert nq.model_vocabulary(NotTiny()) == set(nq.vocabulary())
