@@ -91,7 +91,7 @@ def grid(images, prompts, path: Path, cols: int = 8, cell: int = 128):
         draw.text((x + 2, y + cell + 1), " ".join(words[:5]), fill="black")
         draw.text((x + 2, y + cell + 13), " ".join(words[5:10]), fill="black")
     path.parent.mkdir(parents=True, exist_ok=True)
-    canvas.save(path)
+    canvas.save(path, **({"quality": 90, "method": 6} if str(path).endswith(".webp") else {}))
 
 
 PREFIX = "native_quality-"
@@ -220,7 +220,7 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=50)
     ap.add_argument("--threads", type=int, default=torch.get_num_threads())
     ap.add_argument("--out", type=Path, default=None)
-    ap.add_argument("--grid", type=Path, default=None, help="PNG of the first 32 samples")
+    ap.add_argument("--grid", type=Path, default=None, help="image (PNG, or WebP at quality 90) of the first 32 samples")
     ap.add_argument("--phrasing", choices=("training", "heldout"), default="training",
                     help="prompt the scenes with the training grammar (prompt_for) or with held-out phrasings "
                          "(hiresflow.world.heldout.heldout_prompt; same scenes, seeds and ground truth)")
