@@ -75,7 +75,8 @@ def main() -> None:
             models.append((f"cfm-t{t}-short", Path(args.runs) / f"cfm-x2-t{t}-short" / "upsampler", [10]))
         for label, folder, nfes in models:
             if not (folder / "config.json").is_file():
-                print(f"skip {label}: no {folder}")
+                why = " (bash benchmarks/cfm_ablation_models.sh builds it)" if "benchmarks/models" in str(folder) else ""
+                print(f"skip {label}: no {folder}{why}")
                 continue
             up = load_upsampler(folder)
             z_lr = to_cfm_space(cache.t["lr"].float(), up.meta)

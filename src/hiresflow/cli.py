@@ -135,7 +135,7 @@ def _user_errors(interrupted: str = "interrupted: nothing was written"):
 @app.command()
 def generate(
     prompt: Optional[str] = typer.Argument(None, help="text prompt (optional with --from)"),
-    model: Optional[str] = typer.Option(None, "--model", "-m", help="tiny-flux (default, v2), tiny-flux-v1, tiny-sd (= tiny-sd-v1), random-tiny-*, a diffusers folder or hub id"),
+    model: Optional[str] = typer.Option(None, "--model", "-m", help="tiny-flux (default, v2), tiny-flux-v1, tiny-sd (= tiny-sd-v3), tiny-sd-v1, random-tiny-*, a diffusers folder or hub id"),
     method: Optional[str] = typer.Option(None, "--method", help="recipe name (default hiflow; see `hiresflow recipes`)"),
     scale: Optional[float] = typer.Option(None, "--scale", help="linear upscale factor over the native size (default 4; ignored when --size is given)"),
     size: Optional[str] = typer.Option(None, "--size", help="target WIDTHxHEIGHT; wins over --scale (the native pass stays at the model's native size, with this aspect ratio)"),
@@ -382,7 +382,7 @@ def _plan_text(model, arch, method, scale, target, overrides, max_memory, device
 def upscale(
     image: Path = typer.Argument(..., help="the image to enlarge (PNG, JPEG, WebP, …; EXIF orientation applied, alpha on white)"),
     prompt: str = typer.Option(..., "--prompt", "-p", help="what the image shows (conditions the high-resolution stages)"),
-    model: Optional[str] = typer.Option(None, "--model", "-m", help="tiny-flux (default, v2), tiny-flux-v1, tiny-sd (= tiny-sd-v1), random-tiny-*, a diffusers folder or hub id"),
+    model: Optional[str] = typer.Option(None, "--model", "-m", help="tiny-flux (default, v2), tiny-flux-v1, tiny-sd (= tiny-sd-v3), tiny-sd-v1, random-tiny-*, a diffusers folder or hub id"),
     method: str = typer.Option("hiflow", "--method", help="hiflow, sdedit, freescale, diffusehigh, imax, demofusion or upscale"),
     scale: float = typer.Option(2.0, "--scale", help="linear factor over the model's native size (2, 4, 8, …), not over the image's size; an output with fewer pixels than the image is refused (see --allow-smaller)"),
     reference: Optional[str] = typer.Option(None, "--reference", help="reference trajectory for HiFlow: inversion (default) or renoise"),

@@ -3,8 +3,8 @@
 Parity: the embedded tiny-flux and tiny-sd, converted to ComfyUI's layouts and built in ComfyUI's classes, run
 `direct` and `hiflow` at 2× through the executor (hiresflow Sampler → SaveLatent); `hiresflow.generate` runs the
 same recipe on the diffusers weights with the same seed and σ grid (hiresflow's noise and grid on both sides).
-Measured (relative L2 of the final latents): tiny-flux direct 4.4e-7, hiflow 4.9e-7; tiny-sd direct 1.6e-6,
-hiflow 1.1e-6; the bound is 1e-4.
+Measured (relative L2 of the final latents): tiny-flux direct 4.4e-7, hiflow 5.5e-7; tiny-sd (v3: v-prediction,
+zero-terminal SNR, trailing spacing) direct 1.1e-6, hiflow 1.1e-6; the bound is 1e-4.
 """
 
 from __future__ import annotations

@@ -70,3 +70,46 @@ def test_missing_or_corrupt_weights_name_the_file(tmp_path):
     weights.unlink()
     with pytest.raises(ValueError, match="missing weights: .*transformer has no .safetensors"):
         load_model(str(folder), device="cpu")
+
+
+def test_older_versions_share_the_defaults_component_files(tmp_path):
+    """tiny-flux-v1 and tiny-sd-v1 hold only their denoiser: the VAE and text encoders they were trained with are
+    byte-identical to the default model's and load from there (card field components_from); saved, each is a
+    complete diffusers folder that plain `from_pretrained` reads."""
+    import json
+
+    from diffusers import DiffusionPipeline
+
+    from hiresflow.models.loading import component_dir, load_pipeline
+
+    for old, default, shared in (("tiny-flux-v1", "tiny-flux", ("vae", "text_encoder", "text_encoder_2")),
+                                 ("tiny-sd-v1", "tiny-sd", ("vae", "text_encoder"))):
+        if not (_present(old) and _present(default)):
+            continue
+        folder = EMBEDDED_DIR / EMBEDDED[old]
+        card = json.loads((folder / "hiresflow.json").read_text())
+        assert card["components_from"] == EMBEDDED[default]
+        for name in shared:
+            assert not (folder / name).exists() and component_dir(folder, name) == EMBEDDED_DIR / EMBEDDED[default] / name
+        pipe, _ = load_pipeline(old, torch.float32)
+        ref, _ = load_pipeline(default, torch.float32)
+        for name in shared:
+            a, b = getattr(pipe, name).state_dict(), getattr(ref, name).state_dict()
+            assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+        pipe.save_pretrained(tmp_path / old)
+        again = DiffusionPipeline.from_pretrained(str(tmp_path / old))
+        assert all(getattr(again, n) is not None for n in shared)
+
+
+def test_a_shared_component_that_cannot_be_found_is_a_one_line_error(tmp_path):
+    if not _present("tiny-sd-v1"):
+        pytest.skip("embedded tiny-sd-v1 not in this build")
+    import json
+
+    folder = tmp_path / "sd-v1"
+    shutil.copytree(EMBEDDED_DIR / EMBEDDED["tiny-sd-v1"], folder)
+    card = json.loads((folder / "hiresflow.json").read_text())
+    (folder / "hiresflow.json").write_text(json.dumps({**card, "components_from": "no-such-model"}))
+    with pytest.raises(ValueError, match=r"component '\w+' is neither in the folder nor") as e:
+        load_model(str(folder), device="cpu")
+    assert "\n" not in str(e.value)

@@ -3,6 +3,7 @@ for anything else. The SD1.5 and SDXL maps must name exactly the modules of the 
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
@@ -80,10 +81,18 @@ def _role_names(unet) -> dict:
             "all_transformers": [n[id(t)] for t in r.all_transformers()]}
 
 
-def test_embedded_tiny_sd_is_v1():
-    """The default tiny-sd is v1 (it measured better than the retired SD 1.5-layout v2 at native size)."""
-    assert EMBEDDED["tiny-sd"] == EMBEDDED["tiny-sd-v1"]
-    assert read_model_card(EMBEDDED_DIR / EMBEDDED["tiny-sd"]).get("version", 1) == 1
+def test_embedded_tiny_sd_is_v3_on_v1s_layout():
+    """The default tiny-sd is v3 (better than v1 at native size): v1's U-Net layout warm-started into v-prediction
+    on a zero-terminal-SNR schedule; v1 stays loadable and shares v3's VAE and text encoder files."""
+    assert EMBEDDED["tiny-sd"] == EMBEDDED["tiny-sd-v3"]
+    v3, v1 = EMBEDDED_DIR / EMBEDDED["tiny-sd"], EMBEDDED_DIR / EMBEDDED["tiny-sd-v1"]
+    assert read_model_card(v3)["version"] == 3 and read_model_card(v3)["init_from"] == "tiny-sd-v1"
+    layout = [{k: v for k, v in json.loads((f / "unet" / "config.json").read_text()).items() if not k.startswith("_")}
+              for f in (v3, v1)]
+    assert layout[0] == layout[1]
+    sched = json.loads((v3 / "scheduler" / "scheduler_config.json").read_text())
+    assert sched["prediction_type"] == "v_prediction" and sched["rescale_betas_zero_snr"] is True
+    assert read_model_card(v1)["components_from"] == "tiny-sd-v3" and not (v1 / "vae").exists()
 
 
 def test_embedded_tiny_sd_v1_three_levels():

@@ -126,6 +126,12 @@ def test_cli_train_and_export_loads_offline(tmp_path, monkeypatch):
         assert model.geometry.native == (64, 64) and model.geometry.vae_scale == 4
         img = check_folder(folder, steps=2)
         assert img.shape == (1, 3, 64, 64) and torch.isfinite(img).all()
+        # stored as fp16, but plain from_pretrained (no dtype) loads float32 too: the configs name float32
+        from diffusers import DiffusionPipeline
+
+        plain = DiffusionPipeline.from_pretrained(str(folder))
+        assert {next(m.parameters()).dtype for m in plain.components.values()
+                if isinstance(m, torch.nn.Module)} == {torch.float32}
     # exporting one model later (its sibling's run folder gone) keeps the sibling's record in TRAINING.md
     import shutil
 

@@ -34,7 +34,7 @@ __all__ = ["flux_to_comfy", "vae_to_comfy", "unet_to_comfy", "embedded_checkpoin
 METADATA_KEY = "hiresflow"
 MODEL_PREFIX = "model.diffusion_model."
 VAE_PREFIX = {"flux": "vae.", "sd": "first_stage_model."}
-EMBEDDED_KINDS = {"tiny-flux": "flux", "tiny-sd": "sd", "tiny-flux-v1": "flux", "tiny-sd-v1": "sd"}
+EMBEDDED_KINDS = {"tiny-flux": "flux", "tiny-sd": "sd", "tiny-flux-v1": "flux", "tiny-sd-v1": "sd", "tiny-sd-v3": "sd"}
 
 Tensors = dict[str, torch.Tensor]
 
@@ -233,7 +233,7 @@ def embedded_checkpoint(name: str) -> tuple[Tensors, dict]:
     in float32."""
     from safetensors.torch import load_file as read_safetensors
 
-    from ..models.loading import EMBEDDED, EMBEDDED_DIR
+    from ..models.loading import EMBEDDED, EMBEDDED_DIR, component_dir
 
     if name not in EMBEDDED_KINDS:
         raise ValueError(f"unknown embedded model {name!r}; use one of {', '.join(EMBEDDED_KINDS)}")
@@ -243,7 +243,8 @@ def embedded_checkpoint(name: str) -> tuple[Tensors, dict]:
         return {k: v.float() if v.is_floating_point() else v for k, v in read_safetensors(path).items()}
 
     card = json.loads((folder / "hiresflow.json").read_text())
-    vae_cfg = json.loads((folder / "vae" / "config.json").read_text())
+    vae_dir = component_dir(folder, "vae")  # older versions share the default model's VAE
+    vae_cfg = json.loads((vae_dir / "config.json").read_text())
     kind = EMBEDDED_KINDS[name]
     meta = {"family": kind, "embedded": name, "native_size": int(card["native_size"]),
             "guidance": float(card.get("guidance", 1.0)), "vae_groups": int(vae_cfg["norm_num_groups"]),
@@ -264,9 +265,12 @@ def embedded_checkpoint(name: str) -> tuple[Tensors, dict]:
         meta.update(heads=int(heads), unet_groups=int(cfg["norm_num_groups"]),
                     layers_per_block=int(cfg["layers_per_block"]), beta_schedule=sched["beta_schedule"],
                     beta_start=float(sched["beta_start"]), beta_end=float(sched["beta_end"]),
-                    prediction_type=sched.get("prediction_type", "epsilon"))
+                    prediction_type=sched.get("prediction_type", "epsilon"),
+                    zero_terminal_snr=bool(sched.get("rescale_betas_zero_snr", False)),
+                    timestep_spacing=sched.get("timestep_spacing", "leading"),
+                    steps_offset=int(sched.get("steps_offset", 0)))
     out.update({MODEL_PREFIX + k: v.contiguous() for k, v in net.items()})
-    vae = vae_to_comfy(load_file(str(folder / "vae" / "diffusion_pytorch_model.safetensors")))
+    vae = vae_to_comfy(load_file(str(vae_dir / "diffusion_pytorch_model.safetensors")))
     out.update({VAE_PREFIX[kind] + k: v.contiguous() for k, v in vae.items()})
     return out, meta
 

@@ -128,6 +128,19 @@ def build_model(sd: Tensors, meta: dict, dtype: torch.dtype = torch.float32):
                                                                          "linear"),
                                         linear_start=float(meta.get("beta_start", 0.00085)),
                                         linear_end=float(meta.get("beta_end", 0.012)))
+        if meta.get("zero_terminal_snr"):  # tiny-sd v3: ComfyUI rescales its sigmas to a zero terminal SNR
+            config.sampling_settings["zsnr"] = True
+        # read by hiresflow's sampler node only (ComfyUI's own schedulers ignore them): the diffusers spacing of
+        # the σ grid the model card recommends ("trailing" for tiny-sd v3)
+        config.sampling_settings.update(timestep_spacing=str(meta.get("timestep_spacing", "leading")),
+                                        steps_offset=int(meta.get("steps_offset", 1)))
+        if meta.get("prediction_type", "epsilon") == "v_prediction":
+            from comfy import model_base
+
+            config.model_type = lambda state_dict, prefix="": model_base.ModelType.V_PREDICTION
+        elif meta.get("prediction_type", "epsilon") != "epsilon":
+            raise ValueError(f"prediction type {meta['prediction_type']!r} in the checkpoint metadata is not supported; "
+                             f"expected epsilon or v_prediction")
     else:
         raise ValueError(f"unknown model family {family!r} in the checkpoint metadata; expected flux or sd")
     channels = int(sd["img_in.weight"].shape[1]) // 4 if family == "flux" else int(sd["input_blocks.0.0.weight"].shape[1])

@@ -11,7 +11,10 @@ CFG: ComfyUI's own `comfy.samplers.sampling_function` (its cond/uncond batching,
 pre/post-CFG hooks and every ModelPatcher patch), on x̂0 — equal to CFG on v, which is affine in x̂0.
 σ grids: hiresflow's (`hiresflow.flow.schedule` / `DDPMFlow`) with the model sampling's own constants — FLUX's μ
 (`ModelSamplingFlux.shift`), the static shift of discrete-flow models, the discrete table of DDPM models with
-diffusers' "leading" spacing — so one σ grid serves the library and ComfyUI alike (ComfyUI's schedulers differ).
+diffusers' "leading" spacing (or the `timestep_spacing`/`steps_offset` an embedded checkpoint's metadata puts in
+`sampling_settings`: "trailing" for tiny-sd v3) — so one σ grid serves the library and ComfyUI alike (ComfyUI's
+schedulers differ); on a zero-terminal-SNR table the grid starts at the library's ᾱ_T = 2⁻²⁴ (ComfyUI's own table
+ends at 4.9e-8; the model call maps either σ to the last timestep).
 Encode/decode: ComfyUI's `VAE` and the model's latent format (z = (raw − shift)·scale); the unclamped decode some
 recipes start from runs ComfyUI's decoder without its clamp.
 
@@ -122,7 +125,10 @@ class ComfyFlowModel(FlowModel):
         self.sampling_object = sampling
         if not self.flow:
             table = sampling.sigmas.double().cpu()
-            self.ddpm = DDPMFlow(1.0 / (1.0 + table * table), "epsilon")  # ᾱ = 1/(1 + σ_c²)
+            alphas = 1.0 / (1.0 + table * table)  # ᾱ = 1/(1 + σ_c²)
+            if getattr(sampling, "zsnr", False):
+                alphas[-1] = 0.0  # the σ grid is hiresflow's: DDPMFlow reads ᾱ_T = 0 as 2⁻²⁴, as the library does
+            self.ddpm = DDPMFlow(alphas, "epsilon")
         if not isinstance(getattr(vae, "downscale_ratio", None), int):
             raise ValueError("this VAE is a video or audio VAE; hiresflow needs an image VAE")
         patch = int(getattr(base.diffusion_model, "patch_size", 1) or 1)
@@ -250,7 +256,9 @@ class ComfyFlowModel(FlowModel):
                 else:
                     shift = float(getattr(self.sampling_object, "shift", 1.0))
             return flow_sigmas(steps, shift=shift, mu=mu)
-        ts = self.ddpm.spaced_timesteps(steps, "leading", 1)
+        settings = getattr(self.patcher.model.model_config, "sampling_settings", None) or {}
+        ts = self.ddpm.spaced_timesteps(steps, settings.get("timestep_spacing", "leading"),
+                                        int(settings.get("steps_offset", 1)))  # SD 1.5's leading+1 unless stated
         sig = self.ddpm.sigma_at(ts)
         if mu is not None:
             shift = float(torch.tensor(mu, dtype=torch.float64).exp())

@@ -2,10 +2,17 @@
 
 Short names: `tiny-flux` and `tiny-sd` are the embedded models shipped inside the package (trained on the
 reference world; `tiny-flux` is v2, warm-started from `tiny-flux-v1`, which stays loadable by name for comparison;
-`tiny-sd` is v1, a three-level U-Net, also loadable as `tiny-sd-v1`: the SD 1.5-layout v2 measured worse at
-native size and was retired, see docs/embedded-models.md); `random-tiny-flux`, `random-tiny-sd`, `random-tiny-sdxl`, `random-tiny-sd3` are untrained random-weight
+`tiny-sd` is v3 (`tiny-sd-v3`): v1's three-level U-Net warm-started into v-prediction on a zero-terminal-SNR
+schedule, better than v1 at native size; `tiny-sd-v1` stays loadable by name; the SD 1.5-layout v2 measured worse
+than v1 and was retired, see docs/embedded-models.md); `random-tiny-flux`, `random-tiny-sd`, `random-tiny-sdxl`, `random-tiny-sd3` are untrained random-weight
 pipelines built in memory (plumbing demos and tests). Anything else goes to `DiffusionPipeline.from_pretrained`.
 A folder may hold `hiresflow.json` with {"native_size": N} to state the resolution the model was trained at.
+
+The embedded folders store each weight file once: a folder whose card names `"components_from": OTHER` (another
+folder under `embedded/`) lacks the component subfolders (VAE, text encoders) that are byte-identical in OTHER, and
+`load_pipeline` loads those from OTHER (`component_dir` resolves a component's folder, following the chain). The
+default models (`tiny-flux`, `tiny-sd`) are complete diffusers folders; the older versions kept for comparison
+share with them. `load_pipeline(name)[0].save_pretrained(OUT)` writes any of them as a complete folder.
 """
 
 from __future__ import annotations
@@ -21,7 +28,8 @@ from .base import FlowModel
 __all__ = ["load_model", "load_pipeline", "wrap_pipeline", "check_device", "check_card", "EMBEDDED_DIR", "MODEL_NAMES"]
 
 EMBEDDED_DIR = Path(__file__).resolve().parent.parent / "embedded"
-EMBEDDED = {"tiny-flux": "tiny-flux", "tiny-sd": "tiny-sd-v1", "tiny-flux-v1": "tiny-flux-v1", "tiny-sd-v1": "tiny-sd-v1"}
+EMBEDDED = {"tiny-flux": "tiny-flux", "tiny-sd": "tiny-sd-v3", "tiny-flux-v1": "tiny-flux-v1", "tiny-sd-v1": "tiny-sd-v1",
+            "tiny-sd-v3": "tiny-sd-v3"}
 RANDOM = {"random-tiny-flux": "flux", "random-tiny-sd": "sd", "random-tiny-sdxl": "sdxl", "random-tiny-sd3": "sd3", "random-tiny-chroma": "chroma", "random-tiny-sd35": "sd35", "random-tiny-zimage": "zimage", "random-tiny-flux2": "flux2", "random-tiny-flux2-klein": "flux2_klein", "random-tiny-qwenimage": "qwenimage"}
 RANDOM_NATIVE = {"flux": 64, "sd": 64, "sdxl": 128, "sd3": 128, "chroma": 64, "sd35": 128, "zimage": 64, "flux2": 64, "flux2_klein": 64, "qwenimage": 80}
 MODEL_NAMES = tuple(EMBEDDED) + tuple(RANDOM)
@@ -68,13 +76,47 @@ def check_card(card: dict, where: str | Path = "hiresflow.json") -> dict:
 WEIGHT_SUFFIXES = (".safetensors", ".bin")
 
 
+def component_dir(folder: str | Path, name: str) -> Path:
+    """The subfolder holding component `name` of the pipeline folder `folder`: its own, or, when it has none and its
+    card names `"components_from"`, that embedded folder's (followed to the end of the chain)."""
+    folder, seen = Path(folder), set()
+    while not (folder / name).is_dir():
+        source = read_model_card(folder).get("components_from")
+        if not source or folder in seen:
+            return Path(folder) / name  # missing: the caller's own error names it
+        seen.add(folder)
+        folder = EMBEDDED_DIR / source
+    return folder / name
+
+
+def shared_components(folder: Path, dtype: torch.dtype | None = None) -> dict:
+    """The components that `folder` takes from another embedded folder (card field `"components_from"`), loaded with
+    the library and class that `folder`'s model_index.json names, ready to pass to `from_pretrained`."""
+    import importlib
+
+    if not read_model_card(folder).get("components_from"):
+        return {}
+    out = {}
+    for name, spec in json.loads((folder / "model_index.json").read_text()).items():
+        if name.startswith("_") or not isinstance(spec, list) or spec[0] is None or (folder / name).is_dir():
+            continue
+        source = component_dir(folder, name)
+        if not source.is_dir():
+            raise ValueError(f"{folder.name}: component {name!r} is neither in the folder nor in the one its "
+                             f"hiresflow.json names as components_from; re-install the package")
+        cls = getattr(importlib.import_module(spec[0]), spec[1])
+        kwargs = {} if dtype is None else ({"torch_dtype": dtype} if spec[0] == "diffusers" else {"dtype": dtype})
+        out[name] = cls.from_pretrained(str(source), **kwargs)
+    return out
+
+
 def check_weights(folder: Path) -> None:
     """Fail with a one-line error naming the file when a component's weights are missing or unreadable."""
     from safetensors import safe_open
 
     index = json.loads((folder / "model_index.json").read_text())
     for name, spec in index.items():
-        sub = folder / name
+        sub = component_dir(folder, name)
         if name.startswith("_") or not isinstance(spec, list) or not (sub / "config.json").is_file():
             continue  # schedulers, tokenizers and unused slots have no weights
         if "Scheduler" in str(spec[-1]) or (sub / "scheduler_config.json").is_file():
@@ -153,6 +195,7 @@ def load_pipeline(name_or_path: str, dtype: torch.dtype | None = None):
         raise ValueError(f"{path} is not a diffusers pipeline folder (no model_index.json)")
     if path.is_dir():
         check_weights(path)
+        kwargs.update(shared_components(path, dtype))
     try:
         pipe = DiffusionPipeline.from_pretrained(name_or_path, **kwargs)
     except (OSError, EnvironmentError, ValueError) as err:

@@ -117,10 +117,24 @@ def save_pipeline(pipe, out: str | Path, native_size: int, dtype: torch.dtype | 
     if dtype is not None:
         pipe = _cast_copy(pipe, dtype)
     pipe.save_pretrained(out, safe_serialization=True)
+    if dtype is not None:
+        run_in_float32(out)
     make_tokenizer_class_portable(out)
     meta = {"native_size": int(native_size), **(extra_meta or {})}
     (out / "hiresflow.json").write_text(json.dumps(meta, indent=2) + "\n")
     return out
+
+
+def run_in_float32(folder: str | Path) -> None:
+    """Name float32 as the dtype in every component config of ``folder`` (transformers records the dtype of the
+    saved weights, and its ``from_pretrained`` then loads them in it by default): weights stored in fp16 then load
+    as float32 with plain diffusers/transformers too, as hiresflow runs them."""
+    for cfg in Path(folder).glob("*/config.json"):
+        data = json.loads(cfg.read_text())
+        keys = [k for k in ("dtype", "torch_dtype") if data.get(k) in ("float16", "bfloat16")]
+        if keys:
+            data.update({k: "float32" for k in keys})
+            cfg.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
 
 
 def _cast_copy(pipe, dtype: torch.dtype):
@@ -137,6 +151,9 @@ def _cast_copy(pipe, dtype: torch.dtype):
 def load_pipeline_folder(path: str | Path, dtype: torch.dtype = torch.float32):
     from diffusers import DiffusionPipeline
 
-    pipe = DiffusionPipeline.from_pretrained(str(path), local_files_only=True, dtype=dtype)
+    from ..models.loading import shared_components
+
+    pipe = DiffusionPipeline.from_pretrained(str(path), local_files_only=True, dtype=dtype,
+                                             **shared_components(Path(path), dtype))
     pipe.set_progress_bar_config(disable=True)
     return pipe
