@@ -4,7 +4,6 @@ resumed run equals an uninterrupted one bit for bit, export loads offline and ge
 from __future__ import annotations
 
 import json
-import os
 
 import pytest
 import standin
