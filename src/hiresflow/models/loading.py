@@ -201,8 +201,8 @@ def load_pipeline(name_or_path: str, dtype: torch.dtype | None = None):
     except (OSError, EnvironmentError, ValueError) as err:
         raise ValueError(
             f"cannot load model {name_or_path!r}: not a local diffusers folder and the model hub could not provide "
-            f"it ({type(err).__name__}); pass a folder, one of {', '.join(EMBEDDED)} or random-tiny-KIND "
-            f"(KIND: {', '.join(n.removeprefix('random-tiny-') for n in RANDOM)})"
+            f"it ({type(err).__name__}); pass a folder, an embedded model ({', '.join(EMBEDDED)}) or "
+            f"random-tiny-KIND ({'/'.join(n.removeprefix('random-tiny-') for n in RANDOM)})"
         ) from None
     return pipe, read_model_card(path) if path.is_dir() else {}
 
