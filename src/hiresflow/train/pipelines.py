@@ -149,11 +149,10 @@ def _cast_copy(pipe, dtype: torch.dtype):
 
 
 def load_pipeline_folder(path: str | Path, dtype: torch.dtype = torch.float32):
-    from diffusers import DiffusionPipeline
+    """A pipeline folder through the library's loader (`hiresflow.models.loading.load_pipeline`: weight checks,
+    components shared with another embedded folder), in ``dtype``, progress bars off."""
+    from ..models.loading import load_pipeline
 
-    from ..models.loading import shared_components
-
-    pipe = DiffusionPipeline.from_pretrained(str(path), local_files_only=True, dtype=dtype,
-                                             **shared_components(Path(path), dtype))
+    pipe, _ = load_pipeline(str(Path(path)), dtype)
     pipe.set_progress_bar_config(disable=True)
     return pipe
