@@ -171,3 +171,87 @@ def test_world_prompts_are_a_seeded_prefix():
                              "prompts": {"world": {"n": 5, "seed": 4}}})
     assert [p.prompt for p in a.prompts] == [p.prompt for p in b.prompts[:3]]
     assert a.prompts[0].scene == b.prompts[0].scene
+
+
+def _bare_copy(out, dest):
+    """results.json alone: what the repository keeps of a bench whose per-image files are gone."""
+    dest.mkdir()
+    shutil.copy(out / "results.json", dest / "results.json")
+    return dest
+
+
+@pytest.mark.slow
+def test_only_adds_a_recipe_and_keeps_the_other_rows(bench_run, tmp_path):
+    spec, out = bench_run
+    bare = _bare_copy(out, tmp_path / "bare")
+    before = json.loads((bare / "results.json").read_text())
+    grown = tmp_path / "grown.yaml"
+    grown.write_text(SPEC.replace("recipes:\n", "recipes:\n  upscale: {}\n"))
+    res = CliRunner().invoke(app, ["bench", str(grown), "--out", str(bare), "--quiet", "--device", "cpu",
+                                   "--only", "upscale"])
+    assert res.exit_code == 0, res.output
+    after = json.loads((bare / "results.json").read_text())
+    assert [g["label"] for g in after["groups"]] == ["upscale", "direct", "sdedit"]  # the spec's order
+    assert after["generation"]["generated"] == 4  # upscale's images only
+    assert not (bare / "images" / "random-tiny-flux" / "x2" / "direct").exists()
+    old = {g["label"]: g for g in before["groups"]}
+    for g in after["groups"][1:]:
+        assert g["metrics"] == old[g["label"]]["metrics"] and g["timing"] == old[g["label"]]["timing"]
+        assert g["carried"] == {"date": before["date"], "versions": before["versions"]}
+    assert after["groups"][0]["error"] is None and "carried" not in after["groups"][0]
+    md = (bare / "results.md").read_text()
+    assert f"kept (`--only`): direct x2, sdedit x2 — {before['date']}" in md
+    assert "| 128² | upscale | 4 / 16 |" in md and "| 128² | direct | 4 / 16 |" in md
+    # a second --only run keeps the first run's date on the carried rows
+    res = CliRunner().invoke(app, ["bench", str(grown), "--out", str(bare), "--quiet", "--device", "cpu",
+                                   "--only", "upscale"])
+    assert res.exit_code == 0, res.output
+    again = json.loads((bare / "results.json").read_text())
+    assert again["groups"][1]["carried"]["date"] == before["date"]
+    assert again["groups"][0]["metrics"] == after["groups"][0]["metrics"]
+
+
+@pytest.mark.slow
+def test_only_refuses_what_cannot_sit_beside_the_earlier_rows(bench_run, tmp_path):
+    spec, out = bench_run
+    bare = _bare_copy(out, tmp_path / "bare")
+    run = lambda s, o, *extra: CliRunner().invoke(  # noqa: E731
+        app, ["bench", str(s), "--out", str(o), "--quiet", "--device", "cpu", *extra])
+    res = run(spec, bare, "--only", "nope")
+    assert res.exit_code == 2 and "--only names no recipe of the spec: nope" in res.output
+    res = run(spec, tmp_path / "empty", "--only", "direct")
+    assert res.exit_code == 2 and "does not exist; run the whole bench once" in res.output
+    assert not (tmp_path / "empty").exists()  # nothing written before the refusal
+    other = tmp_path / "other.yaml"
+    other.write_text(SPEC.replace("seeds: [0, 1]", "seeds: [0, 2]"))
+    res = run(other, bare, "--only", "direct")
+    assert res.exit_code == 2 and "was made with different seeds" in res.output
+    res = run(spec, bare, "--only", " , ")
+    assert res.exit_code == 2 and "at least one recipe label" in res.output
+    res = run(spec, bare, "--only", "direct", "--report-only")
+    assert res.exit_code == 2 and "--report-only runs none" in res.output
+    # a recipe whose parameters changed since is not carried: its row says so
+    changed = tmp_path / "changed.yaml"
+    changed.write_text(SPEC.replace("tau: 0.6", "tau: 0.5"))
+    res = run(changed, bare, "--only", "direct")
+    assert res.exit_code == 0, res.output  # this run's own rows succeeded
+    groups = {g["label"]: g for g in json.loads((bare / "results.json").read_text())["groups"]}
+    assert groups["sdedit"]["error"].startswith("not evaluated: not in --only and changed since")
+    assert groups["direct"]["error"] is None and "carried" not in groups["direct"]
+
+
+@pytest.mark.slow
+def test_grid_only_generates_just_the_grid_images(bench_run, tmp_path):
+    spec, out = bench_run
+    bare = _bare_copy(out, tmp_path / "bare")
+    res = CliRunner().invoke(app, ["bench", str(spec), "--out", str(bare), "--quiet", "--device", "cpu",
+                                   "--grid-only", "--only", "direct"])
+    assert res.exit_code == 0, res.output
+    made = sorted(p.name for p in (bare / "images/random-tiny-flux/x2/direct").glob("*.json"))
+    assert made == ["p000-s0.json", "p001-s0.json"]  # first seed, grid.rows = 2 prompts
+    assert not (bare / "images/random-tiny-flux/x2/sdedit").exists()
+    assert (bare / "grids/random-tiny-flux-x2.webp").is_file()
+    assert (bare / "results.json").read_bytes() == (out / "results.json").read_bytes()
+    assert (bare / "results.md").read_text() == (out / "results.md").read_text()
+    res = CliRunner().invoke(app, ["bench", str(spec), "--out", str(tmp_path / "none"), "--grid-only"])
+    assert res.exit_code == 2 and "results.json not found" in res.output

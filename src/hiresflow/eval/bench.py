@@ -15,6 +15,7 @@ where the kernel allows it; otherwise it is the process's peak so far, marked as
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import platform
@@ -38,7 +39,8 @@ try:  # Unix only
 except ImportError:  # pragma: no cover
     resource = None  # type: ignore[assignment]
 
-__all__ = ["BenchItem", "generate_all", "evaluate_all", "is_done", "machine_info", "bench_results"]
+__all__ = ["BenchItem", "generate_all", "evaluate_all", "is_done", "machine_info", "bench_results", "carry_groups",
+           "previous_results"]
 
 
 # ------------------------------------------------------------------ memory
@@ -113,15 +115,16 @@ def generate_item(model, plan, item: BenchItem, folder: Path, repeats: int, memo
 
 
 def generate_all(spec: BenchSpec, out: Path | BenchLayout, device: str | None = None, progress: bool = True,
-                 log=print) -> dict:
-    """Generate every missing image; returns counts and per-group errors (a failing group does not stop the rest)."""
+                 log=print, items: list[BenchItem] | None = None) -> dict:
+    """Generate every missing image (of `items`, default all the spec's); returns counts and per-group errors (a
+    failing group does not stop the rest)."""
     from tqdm.auto import tqdm
 
     from ..models.loading import load_model
     from ..recipes import build_plan
 
     layout = out if isinstance(out, BenchLayout) else BenchLayout(out)
-    items = bench_items(spec)
+    items = bench_items(spec) if items is None else items
     todo: list[tuple[str, str, float | None, tuple | None, RecipeEntry, list[BenchItem]]] = []
     for model_name in spec.models:
         for tag, scale, size in spec.targets():
@@ -347,19 +350,90 @@ def machine_info(device: str | None = None) -> dict:
     return info
 
 
+#: spec entries that may differ between the run that evaluated a carried group and the `--only` run
+_PER_RUN_SPEC_KEYS = frozenset({"name", "description", "recipes", "comparison", "ablation", "grid", "device"})
+
+
+def previous_results(spec: BenchSpec, layout: BenchLayout) -> BenchResults:
+    """The evaluated results.json of an earlier run of the same bench (what `--only` keeps the other rows of).
+
+    "Same bench": models, resolutions, prompts, seeds, common parameters, timing and metric settings equal (the
+    entries both specs have); recipes, comparison order and grid may differ."""
+    if not layout.results_json.is_file():
+        raise ValueError(f"--only keeps the other rows of {layout.results_json}, which does not exist; run the whole "
+                         f"bench once (without --only)")
+    previous = BenchResults.load(layout)
+    if not previous.evaluated:
+        raise ValueError(f"{layout.results_json} holds no evaluation (written with --no-eval); run the bench with "
+                         f"--eval-only first, or without --only")
+    now = spec.to_dict()
+    differ = sorted(k for k in set(now) & set(previous.spec) - _PER_RUN_SPEC_KEYS if now[k] != previous.spec[k])
+    if differ:
+        raise ValueError(f"{layout.results_json} was made with different {', '.join(differ)}; its rows cannot sit "
+                         f"beside this run's: run the whole bench (without --only) or use another --out")
+    return previous
+
+
+def _inception_id(tools: dict) -> tuple | None:
+    net = tools.get("inception")
+    return None if net is None else (net.get("sha1"), net.get("preprocess"))
+
+
+def carry_groups(spec: BenchSpec, fresh: list[GroupResult], previous: BenchResults,
+                 only: list[str]) -> list[GroupResult]:
+    """All the spec's groups in its order: the `only` labels from this run, the others from `previous` (marked
+    `carried` with the date and versions of the run that evaluated them). A group absent from `previous`, or whose
+    recipe or parameters changed since, becomes a failed group saying so."""
+    new = {g.key: g for g in fresh}
+    old = {g.key: g for g in previous.groups}
+    out = []
+    for model in spec.models:
+        for tag, scale, _ in spec.targets():
+            for entry in spec.recipes:
+                key = f"{model}/{tag}/{entry.label}"
+                if entry.label in only:
+                    out.append(new[key])
+                    continue
+                g = old.get(key)
+                if g is None or g.recipe != entry.recipe or (g.set or {}) != (entry.set or {}):
+                    why = "absent from" if g is None else "changed since"
+                    out.append(GroupResult(model, entry.label, entry.recipe, entry.set, tag, scale,
+                                           error=f"not evaluated: not in --only and {why} the earlier results.json"))
+                    continue
+                if g.ok and g.carried is None:
+                    g = dataclasses.replace(g, carried={"date": previous.date, "versions": previous.versions})
+                out.append(g)
+    return out
+
+
 def bench_results(spec: BenchSpec, out: Path | BenchLayout, device: str | None = None, progress: bool = True,
-                  generate: bool = True, evaluate: bool = True, log=print) -> BenchResults:
-    """Write DIR/spec.json, generate what is missing (resumable) and evaluate; the results, not yet reported."""
+                  generate: bool = True, evaluate: bool = True, log=print,
+                  only: list[str] | None = None) -> BenchResults:
+    """Write DIR/spec.json, generate what is missing (resumable) and evaluate; the results, not yet reported.
+
+    only: recipe labels to generate and evaluate; the other rows are kept from DIR/results.json (which must be an
+    evaluated run of the same bench, see `previous_results`), so a recipe can join a long bench without
+    regenerating the rest."""
     from ..output import versions
 
     layout = out if isinstance(out, BenchLayout) else BenchLayout(out)
+    run_spec = spec.restricted(only) if only else spec
+    previous = previous_results(spec, layout) if only and evaluate else None
     layout.root.mkdir(parents=True, exist_ok=True)
     write_json(layout.spec_json, spec.to_dict())
-    gen_info = generate_all(spec, layout, device, progress, log) if generate else {"skipped_stage": True, "errors": {}}
+    gen_info = (generate_all(run_spec, layout, device, progress, log) if generate
+                else {"skipped_stage": True, "errors": {}})
     results = BenchResults(spec=spec.to_dict(), machine=machine_info(device or spec.device), versions=versions(),
                            date=time.strftime("%Y-%m-%d %H:%M:%S %Z"), generation=gen_info)
     if evaluate:
-        ev = evaluate_all(spec, layout, device, progress, log)
+        ev = evaluate_all(run_spec, layout, device, progress, log)
         results.tools, results.groups, results.references = ev["tools"], ev["groups"], ev["references"]
         results.seconds, results.inception_passes = ev["seconds"], ev["inception_passes"]
+        if previous is not None:
+            if _inception_id(previous.tools) != _inception_id(results.tools):
+                raise ValueError(f"{layout.results_json} was evaluated with another Inception network; its rows "
+                                 f"cannot sit beside this run's: run the whole bench (without --only)")
+            results.groups = carry_groups(spec, results.groups, previous, only)
+            sizes = {(r.model, tuple(r.size)) for r in results.references}
+            results.references += [r for r in previous.references if (r.model, tuple(r.size)) not in sizes]
     return results

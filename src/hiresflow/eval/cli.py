@@ -30,15 +30,28 @@ def bench(
     report_only: bool = typer.Option(False, "--report-only",
                                      help="only rewrite results.md, plot and grids from OUT/results.json (no "
                                           "generation, no evaluation; grids need the per-image files)"),
+    grid_only: bool = typer.Option(False, "--grid-only",
+                                   help="generate only the images the grids show (first seed, first grid.rows "
+                                        "prompts), then redraw results.md and the grids from OUT/results.json"),
+    only: Optional[str] = typer.Option(None, "--only",
+                                       help="comma-separated recipe labels to run; the other rows are kept from "
+                                            "OUT/results.json (same bench: prompts, seeds, sizes, metrics)"),
     quiet: bool = typer.Option(False, "--quiet", help="no progress bars"),
 ):
     """Generate (resumable), evaluate against ground truth, and write OUT/results.md, results.json, grids, plot."""
     from ..quiet import progress_enabled
-    from .driver import report_bench, run_bench
+    from .driver import grid_bench, report_bench, run_bench
     from .spec import load_spec
 
-    if sum((no_eval, eval_only, report_only)) > 1:
-        typer.echo("error: --no-eval, --eval-only and --report-only exclude each other", err=True)
+    if sum((no_eval, eval_only, report_only, grid_only)) > 1:
+        typer.echo("error: --no-eval, --eval-only, --report-only and --grid-only exclude each other", err=True)
+        raise typer.Exit(code=2)
+    labels = [x.strip() for x in only.split(",") if x.strip()] if only is not None else None
+    if labels is not None and not labels:
+        typer.echo("error: --only needs at least one recipe label, e.g. --only dype,hiflow", err=True)
+        raise typer.Exit(code=2)
+    if labels and report_only:
+        typer.echo("error: --only selects recipes to run; --report-only runs none (drop one of them)", err=True)
         raise typer.Exit(code=2)
     if threads is not None:
         if threads < 1:
@@ -49,6 +62,8 @@ def bench(
         torch.set_num_threads(threads)
     try:
         parsed = load_spec(spec)
+        if labels:
+            parsed.restricted(labels)  # unknown labels: one line before anything runs
     except ValueError as err:
         typer.echo(f"error: {err}", err=True)
         raise typer.Exit(code=2)
@@ -65,12 +80,18 @@ def bench(
 
     try:
         check_device(device)
+        if grid_only:
+            grid_bench(parsed, out, device=device, progress=progress_enabled(not quiet), log=log, only=labels)
+            typer.echo(f"wrote the grids and {out / 'results.md'} from {out / 'results.json'}")
+            return
         results = run_bench(parsed, out, device=device, progress=progress_enabled(not quiet), generate=not eval_only,
-                            evaluate=not no_eval, log=log)
-    except (ValueError, TypeError) as err:
+                            evaluate=not no_eval, log=log, only=labels)
+    except (ValueError, TypeError, FileNotFoundError) as err:
         typer.echo(f"error: {err}", err=True)
         raise typer.Exit(code=2)
     failures = results.failures()
+    if labels:  # rows kept from the earlier run are not this run's failures
+        failures = {k: v for k, v in failures.items() if k.rsplit("/", 1)[-1] in labels}
     if not no_eval:
         typer.echo(f"wrote {out / 'results.md'} and {out / 'results.json'}")
     if failures:

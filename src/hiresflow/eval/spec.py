@@ -30,7 +30,7 @@ spec with n = 20 is a prefix of the same spec with n = 40.
 from __future__ import annotations
 
 import re
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -166,6 +166,17 @@ class BenchSpec:
             if r.label == label:
                 return r
         raise ValueError(f"no recipe labelled {label!r}; labels: {', '.join(self.labels)}")
+
+    def restricted(self, labels: list[str]) -> "BenchSpec":
+        """The same bench with only the recipes labelled `labels` (spec order kept); unknown labels are refused."""
+        unknown = [lab for lab in labels if lab not in self.labels]
+        if unknown:
+            raise ValueError(f"--only names no recipe of the spec: {', '.join(unknown)}; "
+                             f"labels: {', '.join(self.labels)}")
+        keep = set(labels)
+        return replace(self, recipes=[r for r in self.recipes if r.label in keep],
+                       comparison=None if self.comparison is None else [x for x in self.comparison if x in keep],
+                       ablation=[x for x in self.ablation if x in keep])
 
     def targets(self) -> list[tuple[str, float | None, tuple[int, int] | None]]:
         """(tag, scale, size) for every requested resolution; tag names the image folder."""
