@@ -32,6 +32,15 @@ def run_bench(spec: BenchSpec, out: str | Path, device: str | None = None, progr
     return results
 
 
+def _evaluated_results(layout: BenchLayout) -> BenchResults:
+    """DIR/results.json, refused in one line when it is absent or holds no evaluation."""
+    results = BenchResults.load(layout)
+    if not results.evaluated:
+        raise ValueError(f"{layout.results_json} holds no evaluation (written with --no-eval); "
+                         f"run `hiresflow bench SPEC --out {layout.root} --eval-only` first")
+    return results
+
+
 def grid_bench(spec: BenchSpec, out: str | Path, device: str | None = None, progress: bool = True, log=print,
                only: list[str] | None = None) -> BenchResults:
     """Generate only the images the grids show (`layout.grid_items`) of every recipe, or of `only`, then redraw
@@ -40,10 +49,7 @@ def grid_bench(spec: BenchSpec, out: str | Path, device: str | None = None, prog
     from .bench import generate_all
 
     layout = BenchLayout(out)
-    results = BenchResults.load(layout)  # fail before generating when there is nothing to report
-    if not results.evaluated:
-        raise ValueError(f"{layout.results_json} holds no evaluation (written with --no-eval); "
-                         f"run `hiresflow bench SPEC --out {layout.root} --eval-only` first")
+    _evaluated_results(layout)  # fail before generating when there is nothing to report
     gen = generate_all(spec.restricted(only) if only else spec, layout, device, progress, log,
                        items=grid_items(spec))
     if gen["errors"]:
@@ -58,10 +64,7 @@ def report_bench(spec: BenchSpec, out: str | Path, log=print) -> BenchResults:
     from .report import write_reports
 
     layout = BenchLayout(out)
-    results = BenchResults.load(layout)
-    if not results.evaluated:
-        raise ValueError(f"{layout.results_json} holds no evaluation (written with --no-eval); "
-                         f"run `hiresflow bench SPEC --out {layout.root} --eval-only` first")
+    results = _evaluated_results(layout)
     if results.spec and results.spec != spec.to_dict():
         log(f"note: the spec differs from the one {layout.results_json} was made with (its `spec` entry); the "
             f"tables come from results.json, the header and row order from the spec given")
