@@ -204,7 +204,7 @@ def main() -> None:
     ap.add_argument("--only", nargs="*", default=None, help=f"configs to run (of {', '.join(CONFIGS)})")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--n", type=int, default=200)
-    ap.add_argument("--vae", default="src/hiresflow/embedded/tiny-flux-v1/vae", help="the shared VAE folder")
+    ap.add_argument("--vae", default="src/hiresflow/embedded/tiny-flux/vae", help="the shared VAE folder (every embedded tiny-flux uses tiny-flux's)")
     ap.add_argument("--summary", action="store_true", help="only rebuild results.md and the plot")
     ap.add_argument("--checkpoint", type=Path, default=None, help="score this flux run's current checkpoint")
     ap.add_argument("--label", default="v2", help="with --checkpoint: name prefix of the record")
