@@ -85,6 +85,7 @@ JSON_TABLES = {
     "benchmarks/results/recipe_cpu_time-*.json": "recipe_cpu_time",
     "benchmarks/results/upscale_reference_trajectory.json": "upscale_reference_trajectory",
     "benchmarks/results/stored_dtype.json": "stored_dtype",
+    "benchmarks/results/guidance-sweep": "guidance_sweep",
 }
 
 

@@ -157,3 +157,26 @@ def test_bench_block_spread_std_writes_the_subset_std(tmp_path):
     assert f"{kid['value'] * 1e3:.1f}" in row and f"± {kid['std'] * 1e3:.1f}" in row and "/" not in row
     with pytest.raises(SystemExit, match="spread must be"):
         dp.fill_blocks(block.replace("spread=std", "spread=range"), tmp_path / "p.md")
+
+
+def test_guidance_sweep_table_joins_the_reference_record_and_refuses_mixed_protocols(tmp_path):
+    """The CFG sweep's curve per label is its points plus the committed record at the default CFG (once), sorted
+    by CFG with each column's best in bold; an unfinished point is not read; points of another n are refused."""
+    sweep = _docs_pages()._script("guidance_sweep")
+    ref = json.loads((ROOT / "benchmarks" / "results" / sweep.REFERENCE["tiny-flux"]).read_text())
+
+    def point(g, tree, n=ref["n"]):
+        return {**ref, "n": n, "guidance": g, "fid": 150.0 - g, "world": {**ref["world"], "tree_acc": tree}}
+
+    (tmp_path / "tiny-flux-g8.json").write_text(json.dumps(point(8.0, 0.9)))
+    (tmp_path / "tiny-flux-g2.5.json").write_text(json.dumps(point(2.5, 0.1)))
+    (tmp_path / "tiny-flux-g6.partial.json").write_text("{")
+    recs = sweep.load(tmp_path)
+    assert [(r["label"], r["guidance"], r.get("reference")) for r in recs] == [
+        ("tiny-flux", 2.5, None), ("tiny-flux", ref["guidance"], sweep.REFERENCE["tiny-flux"]), ("tiny-flux", 8.0, None)]
+    rows = sweep.tables(recs)["sweep"].splitlines()[2:]
+    assert rows[1].startswith(f"| tiny-flux | {ref['guidance']:g} (default) | {ref['fid']:.1f} |")
+    assert "| **142.0** |" in rows[2] and "| **90.0 %** |" in rows[2]
+    (tmp_path / "tiny-flux-g6.json").write_text(json.dumps(point(6.0, 0.5, n=ref["n"] // 2)))
+    with pytest.raises(SystemExit, match="mixes"):
+        sweep.load(tmp_path)
