@@ -1,8 +1,10 @@
 """Native quality of an embedded model against its CFG scale: does stronger guidance buy the counts?
 
-    python benchmarks/guidance_sweep.py --model tiny-flux --label tiny-flux --guidance 2.5 6 8 --threads 1
-    python benchmarks/guidance_sweep.py --model FOLDER --label tiny-flux-v3 --guidance 2.5 6 8 --threads 1
+    python benchmarks/guidance_sweep.py --model tiny-flux --label tiny-flux --guidance 1.5 2.5 6 8 --threads 1
+    python benchmarks/guidance_sweep.py --model FOLDER --label tiny-flux-v3 --guidance 1.5 2.5 6 8 --threads 1
     python benchmarks/guidance_sweep.py --summary            # only rebuild results.md and the plot
+
+(FOLDER: the tiny-flux v3 candidate, restored with `git checkout ce279db -- src/hiresflow/embedded/tiny-flux-v3`.)
 
 Each point is one `benchmarks/native_quality.py` run — the same n reference-world scenes, noise seeds and ground
 truth as the committed native-quality records, only `--guidance` differs — written to
@@ -31,9 +33,9 @@ OUT = RESULTS / "guidance-sweep"
 # label → the committed native-quality record measured at that model's default CFG (a point of its curve)
 REFERENCE = {"tiny-flux": "native_quality-tiny-flux.json", "tiny-flux-v3": "native_quality-tiny-flux-v3.json"}
 
-# (column header, world-metric key, True when higher is better)
 # the count targets of tiny-flux v3 (docs/embedded-models.md): tree count exact ≥ 65 %, sun/moon count wrong ≤ 20 %
 TARGETS = {"target trees": 65.0, "target sun/moon": 20.0}
+# (column header, world-metric key, True when higher is better)
 WORLD_COLUMNS = [("sun/moon count ≠ 1 ↓", "dup_rate", False), ("tree count exact ↑", "tree_acc", True),
                  ("house count exact ↑", "house_acc", True), ("sun/moon colour agrees ↑", "color_acc", True)]
 
