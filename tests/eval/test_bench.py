@@ -255,3 +255,32 @@ def test_grid_only_generates_just_the_grid_images(bench_run, tmp_path):
     assert (bare / "results.md").read_text() == (out / "results.md").read_text()
     res = CliRunner().invoke(app, ["bench", str(spec), "--out", str(tmp_path / "none"), "--grid-only"])
     assert res.exit_code == 2 and "results.json not found" in res.output
+
+
+@pytest.mark.slow
+def test_shards_fill_one_folder_and_evaluate_as_one_run(bench_run, tmp_path):
+    """--shard K/N --no-eval makes the K-th round-robin part of every group's images; N parts make each image once,
+    and --eval-only then gives the metrics of the run that made them all in one process."""
+    spec, out = bench_run
+    shared = tmp_path / "shared"
+    run = lambda *extra: CliRunner().invoke(  # noqa: E731
+        app, ["bench", str(spec), "--out", str(shared), "--quiet", "--device", "cpu", *extra])
+    res = run("--shard", "1/2", "--no-eval")
+    assert res.exit_code == 0, res.output
+    direct = shared / "images/random-tiny-flux/x2/direct"
+    assert sorted(p.name for p in direct.glob("*.json")) == ["p000-s0.json", "p001-s0.json"]  # items 1 and 3 of 4
+    assert not (shared / "results.json").exists()
+    res = run("--shard", "2/2", "--no-eval")
+    assert res.exit_code == 0, res.output
+    assert sorted(p.name for p in direct.glob("*.json")) == ["p000-s0.json", "p000-s1.json", "p001-s0.json",
+                                                              "p001-s1.json"]
+    res = run("--eval-only")
+    assert res.exit_code == 0, res.output
+    whole = {g["label"]: g["metrics"] for g in json.loads((out / "results.json").read_text())["groups"]}
+    parts = {g["label"]: g["metrics"] for g in json.loads((shared / "results.json").read_text())["groups"]}
+    assert parts == whole  # same seeds, same bytes, same metrics
+    for bad, says in [(("--shard", "3/2", "--no-eval"), "1 <= K <= N"), (("--shard", "two", "--no-eval"), "K/N"),
+                      (("--shard", "1/2"), "add --no-eval")]:
+        res = CliRunner().invoke(app, ["bench", str(spec), "--out", str(tmp_path / "none"), "--quiet", *bad])
+        assert res.exit_code == 2 and says in res.output, res.output
+    assert not (tmp_path / "none").exists()

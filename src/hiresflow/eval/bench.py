@@ -31,7 +31,7 @@ from PIL import Image
 from ..atomic import atomic_path
 from ..settings import current as current_settings
 from .layout import (BenchItem, BenchLayout, BenchResults, GroupResult, GroupTiming, ReferenceResult, StageTiming,
-                     bench_items, image_png, is_done, meta_json, native_png, write_json)
+                     bench_items, image_png, is_done, meta_json, native_png, shard_items, write_json)
 from .spec import BenchSpec, RecipeEntry
 
 try:  # Unix only
@@ -408,20 +408,26 @@ def carry_groups(spec: BenchSpec, fresh: list[GroupResult], previous: BenchResul
 
 def bench_results(spec: BenchSpec, out: Path | BenchLayout, device: str | None = None, progress: bool = True,
                   generate: bool = True, evaluate: bool = True, log=print,
-                  only: list[str] | None = None) -> BenchResults:
+                  only: list[str] | None = None, shard: tuple[int, int] | None = None) -> BenchResults:
     """Write DIR/spec.json, generate what is missing (resumable) and evaluate; the results, not yet reported.
 
     only: recipe labels to generate and evaluate; the other rows are kept from DIR/results.json (which must be an
     evaluated run of the same bench, see `previous_results`), so a recipe can join a long bench without
-    regenerating the rest."""
+    regenerating the rest.
+    shard: (K, N) — generate only the K-th of N round-robin parts of the images (`layout.shard_items`), so N
+    processes can fill one folder side by side; generation only, evaluate once afterwards (``--eval-only``)."""
     from ..output import versions
 
+    if shard is not None and evaluate:
+        raise ValueError("--shard generates one part of the images: add --no-eval, and evaluate once every part is "
+                         "done with --eval-only")
     layout = out if isinstance(out, BenchLayout) else BenchLayout(out)
     run_spec = spec.restricted(only) if only else spec
     previous = previous_results(spec, layout) if only and evaluate else None
     layout.root.mkdir(parents=True, exist_ok=True)
     write_json(layout.spec_json, spec.to_dict())
-    gen_info = (generate_all(run_spec, layout, device, progress, log) if generate
+    items = shard_items(bench_items(run_spec), *shard) if shard else None
+    gen_info = (generate_all(run_spec, layout, device, progress, log, items=items) if generate
                 else {"skipped_stage": True, "errors": {}})
     results = BenchResults(spec=spec.to_dict(), machine=machine_info(device or spec.device), versions=versions(),
                            date=time.strftime("%Y-%m-%d %H:%M:%S %Z"), generation=gen_info)

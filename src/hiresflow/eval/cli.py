@@ -36,6 +36,9 @@ def bench(
     only: Optional[str] = typer.Option(None, "--only",
                                        help="comma-separated recipe labels to run; the other rows are kept from "
                                             "OUT/results.json (same bench: prompts, seeds, sizes, metrics)"),
+    shard: Optional[str] = typer.Option(None, "--shard",
+                                        help="K/N: generate only the K-th of N parts of the images (with --no-eval), "
+                                             "so N processes fill OUT side by side; then evaluate with --eval-only"),
     quiet: bool = typer.Option(False, "--quiet", help="no progress bars"),
 ):
     """Generate (resumable), evaluate against ground truth, and write OUT/results.md, results.json, grids, plot."""
@@ -53,6 +56,20 @@ def bench(
     if labels and report_only:
         typer.echo("error: --only selects recipes to run; --report-only runs none (drop one of them)", err=True)
         raise typer.Exit(code=2)
+    if shard is not None:
+        from .layout import parse_shard
+
+        try:
+            shard_part = parse_shard(shard)
+        except ValueError as err:
+            typer.echo(f"error: {err}", err=True)
+            raise typer.Exit(code=2)
+        if not no_eval:
+            typer.echo("error: --shard generates one part of the images: add --no-eval, and evaluate once every "
+                       "part is done with --eval-only", err=True)
+            raise typer.Exit(code=2)
+    else:
+        shard_part = None
     if threads is not None:
         if threads < 1:
             typer.echo(f"error: --threads must be >= 1, got {threads}", err=True)
@@ -85,7 +102,7 @@ def bench(
             typer.echo(f"wrote the grids and {out / 'results.md'} from {out / 'results.json'}")
             return
         results = run_bench(parsed, out, device=device, progress=progress_enabled(not quiet), generate=not eval_only,
-                            evaluate=not no_eval, log=log, only=labels)
+                            evaluate=not no_eval, log=log, only=labels, shard=shard_part)
     except (ValueError, TypeError, FileNotFoundError) as err:
         typer.echo(f"error: {err}", err=True)
         raise typer.Exit(code=2)

@@ -17,15 +17,18 @@ __all__ = ["run_bench", "report_bench", "grid_bench"]
 
 
 def run_bench(spec: BenchSpec, out: str | Path, device: str | None = None, progress: bool = True,
-              generate: bool = True, evaluate: bool = True, log=print, only: list[str] | None = None) -> BenchResults:
+              generate: bool = True, evaluate: bool = True, log=print, only: list[str] | None = None,
+              shard: tuple[int, int] | None = None) -> BenchResults:
     """Generate (resumable), evaluate and write DIR/results.{json,md}, grids and the latency plot.
 
-    only: recipe labels to run; the other rows are kept from DIR/results.json (`bench.bench_results`)."""
+    only: recipe labels to run; the other rows are kept from DIR/results.json (`bench.bench_results`).
+    shard: (K, N) — generate only the K-th of N parts of the images (with evaluate=False; `bench.bench_results`)."""
     from .bench import bench_results
     from .report import write_reports
 
     layout = BenchLayout(out)
-    results = bench_results(spec, layout, device, progress, generate=generate, evaluate=evaluate, log=log, only=only)
+    results = bench_results(spec, layout, device, progress, generate=generate, evaluate=evaluate, log=log, only=only,
+                            shard=shard)
     if evaluate:
         results.save(layout)
         write_reports(results, spec, layout, log=log)

@@ -69,6 +69,20 @@ def grid_items(spec: BenchSpec) -> list[BenchItem]:
     return [it for it in bench_items(spec) if it.seed == spec.seeds[0]][: spec.grid.rows]
 
 
+def parse_shard(text: str) -> tuple[int, int]:
+    """``"K/N"`` → (K, N) with 1 ≤ K ≤ N: the K-th of N disjoint parts of a bench's images (`shard_items`)."""
+    k, sep, n = text.partition("/")
+    if not (sep and k.strip().isdigit() and n.strip().isdigit() and 1 <= int(k) <= int(n)):
+        raise ValueError(f"--shard takes K/N with 1 <= K <= N (e.g. 1/2 and 2/2 for two processes), got {text!r}")
+    return int(k), int(n)
+
+
+def shard_items(items: list[BenchItem], k: int, n: int) -> list[BenchItem]:
+    """The K-th of N parts of `items`, round robin (every N-th from the K-th), so N processes share a bench's
+    images evenly and together make each exactly once."""
+    return items[k - 1::n]
+
+
 def image_png(folder: Path, stem: str) -> Path:
     return Path(folder) / f"{stem}.png"
 
