@@ -406,6 +406,10 @@ def carry_groups(spec: BenchSpec, fresh: list[GroupResult], previous: BenchResul
     return out
 
 
+SHARD_NEEDS_NO_EVAL = ("--shard generates one part of the images: add --no-eval, and evaluate once every part is "
+                       "done with --eval-only")
+
+
 def bench_results(spec: BenchSpec, out: Path | BenchLayout, device: str | None = None, progress: bool = True,
                   generate: bool = True, evaluate: bool = True, log=print,
                   only: list[str] | None = None, shard: tuple[int, int] | None = None) -> BenchResults:
@@ -419,8 +423,7 @@ def bench_results(spec: BenchSpec, out: Path | BenchLayout, device: str | None =
     from ..output import versions
 
     if shard is not None and evaluate:
-        raise ValueError("--shard generates one part of the images: add --no-eval, and evaluate once every part is "
-                         "done with --eval-only")
+        raise ValueError(SHARD_NEEDS_NO_EVAL)
     layout = out if isinstance(out, BenchLayout) else BenchLayout(out)
     run_spec = spec.restricted(only) if only else spec
     previous = previous_results(spec, layout) if only and evaluate else None

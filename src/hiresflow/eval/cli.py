@@ -65,8 +65,9 @@ def bench(
             typer.echo(f"error: {err}", err=True)
             raise typer.Exit(code=2)
         if not no_eval:
-            typer.echo("error: --shard generates one part of the images: add --no-eval, and evaluate once every "
-                       "part is done with --eval-only", err=True)
+            from .bench import SHARD_NEEDS_NO_EVAL
+
+            typer.echo(f"error: {SHARD_NEEDS_NO_EVAL}", err=True)
             raise typer.Exit(code=2)
     else:
         shard_part = None
