@@ -86,6 +86,7 @@ JSON_TABLES = {
     "benchmarks/results/upscale_reference_trajectory.json": "upscale_reference_trajectory",
     "benchmarks/results/stored_dtype.json": "stored_dtype",
     "benchmarks/results/guidance-sweep": "guidance_sweep",
+    "benchmarks/results/*/distance-*.json": "bench_image_distance",
 }
 
 
@@ -118,8 +119,10 @@ def _labels(rows: list[str]) -> tuple[list[str] | None, dict[str, str] | None]:
 
 def select_rows(table: str, labels: list[str] | None, names: dict[str, str] | None) -> str:
     """The header and the rows of a Markdown table whose first cell is one of `labels`, in that order (every row
-    without labels), the first cell shown as ``names[label]`` where given."""
-    head, rows = table.splitlines()[:2], [r.split("|") for r in table.splitlines()[2:]]
+    without labels), the first cell shown as ``names[label]`` where given; text above the table (a caption) is kept."""
+    lines = table.splitlines()
+    start = next((i for i, line in enumerate(lines) if line.startswith("|")), 0)
+    head, rows = lines[:start + 2], [r.split("|") for r in lines[start + 2:]]
     by_label = {cells[1].strip(): cells for cells in rows}
     missing = [lab for lab in labels or [] if lab not in by_label]
     if missing:

@@ -9,6 +9,9 @@ median over the prompts and the ratio to the first recipe.
 
     nice -n 10 env OMP_NUM_THREADS=1 python benchmarks/recipe_cpu_time.py --scale 4 \\
         --recipes hiflow,anchored,diffusehigh,dype,direct,imax --n 3 --out benchmarks/results/recipe_cpu_time-x4
+
+With `--spec`, `--recipes` names labels of that bench spec, each built with its recipe and `set` (knob variants:
+`--spec benchmarks/specs/anchored-tuning.yaml --recipes hiflow,stage-cfg-1`).
 """
 
 from __future__ import annotations
@@ -37,7 +40,17 @@ def run(args) -> dict:
                                 "prompts": {"world": {"n": args.n, "seed": args.prompt_seed}}, "seeds": [args.seed],
                                 "recipes": {"direct": {}}})
     recipes = args.recipes.split(",")
-    plans = {r: build_plan(r, model, scale=args.scale) for r in recipes}  # bad names fail before any run
+    if args.spec is not None:
+        from hiresflow.eval.spec import load_spec
+
+        variants = load_spec(args.spec)
+        try:
+            entries = {r: variants.entry(r) for r in recipes}  # an unknown label fails before any run
+        except ValueError as e:
+            raise SystemExit(f"error: {e}") from None
+        plans = {r: build_plan(e.recipe, model, scale=args.scale, **e.params(variants.common)) for r, e in entries.items()}
+    else:
+        plans = {r: build_plan(r, model, scale=args.scale) for r in recipes}  # bad names fail before any run
     times: dict[str, list[float]] = {r: [] for r in recipes}
     run_plan(model, plans[recipes[0]], "warm up", seed=0)  # first-call allocations and lazy imports
     for it in bench_items(spec):
@@ -49,7 +62,7 @@ def run(args) -> dict:
     base = statistics.median(times[recipes[0]])
     rows = [{"recipe": r, "cpu_s_per_img": round(statistics.median(t), 2), "n": len(t),
              "ratio": round(statistics.median(t) / base, 2), "runs": [round(v, 2) for v in t]} for r, t in times.items()]
-    return {"model": args.model, "scale": args.scale, "threads": args.threads, "n": args.n, "seed": args.seed,
+    return {"model": args.model, "scale": args.scale, "spec": str(args.spec) if args.spec else None, "threads": args.threads, "n": args.n, "seed": args.seed,
             "prompt_seed": args.prompt_seed, "rows": rows}
 
 
@@ -71,6 +84,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default="tiny-flux")
     ap.add_argument("--recipes", default="hiflow,anchored,diffusehigh")
+    ap.add_argument("--spec", type=Path, default=None, help="bench spec whose labels --recipes names (recipe + set)")
     ap.add_argument("--scale", type=float, default=4)
     ap.add_argument("--n", type=int, default=3)
     ap.add_argument("--seed", type=int, default=3407)

@@ -112,6 +112,16 @@ def test_memory_plan_for_a_loaded_model_prices_every_phase(flux_model):
     assert "chosen: none" in mp.explain(p)
 
 
+def test_the_vae_roundtrip_of_the_upscale_baseline_is_priced_and_shown():
+    runner = CliRunner()
+    args = ["plan", "--arch", "flux-dev", "--method", "upscale", "--size", "4096x4096"]
+    plain = runner.invoke(app, [*args, "--explain"])
+    both = runner.invoke(app, [*args, "--set", "vae_roundtrip=true", "--explain"])
+    assert plain.exit_code == 0 and both.exit_code == 0, both.output
+    assert "upscale decode 4096x4096" in both.output and "upscale decode" not in plain.output
+    assert "then bicubic to 4096x4096, through the VAE once" in both.output
+
+
 def test_cli_plan_explain_and_bad_max_memory(tmp_path):
     runner = CliRunner()
     res = runner.invoke(app, ["plan", "--arch", "flux-dev", "--size", "4096x4096", "--max-memory", "24GB",

@@ -203,3 +203,18 @@ def test_the_upscale_recipe_runs_the_model_on_the_native_image(tiny_flux):
     assert b.image.shape == (1, 3, 128, 128) and not torch.equal(a.image, b.image)
     assert torch.equal(b.image, super_resolve(b.stages[0].image, (128, 128), FAST))
     assert Plan.from_dict(learned.to_dict()) == learned
+
+
+@needs_package
+def test_vae_roundtrip_passes_the_enlargement_once_through_the_vae(tiny_flux):
+    model = wrap_pipeline(tiny_flux, "flux", native=64)
+    learned = build_plan("upscale", model, scale=2, steps=3, upscaler=FAST)
+    both = build_plan("upscale", model, scale=2, steps=3, upscaler=FAST, vae_roundtrip=True)
+    assert both.upscale == UpscaleSpec((128, 128), "bicubic", FAST, True)
+    a = run_plan(model, learned, "a house by a lake", seed=5)
+    b = run_plan(model, both, "a house by a lake", seed=5)
+    assert torch.equal(b.image, model.decode(model.encode(a.image)))  # no sampling at the target size
+    assert len(b.stages) == 1 and not torch.equal(a.image, b.image)
+    assert Plan.from_dict(both.to_dict()) == both
+    with pytest.raises(ValueError, match="vae_roundtrip must be true or false"):
+        build_plan("upscale", model, scale=2, vae_roundtrip="yes")

@@ -370,6 +370,10 @@ def _plan_text(model, arch, method, scale, target, overrides, max_memory, device
     for i, st in enumerate(plan.stages):
         lines.append(f"  stage {i} {st.size[1]}x{st.size[0]}: {st.schedule.steps} steps from index "
                      f"{st.schedule.start}, {len(st.guides)} guide(s), {len(st.patches)} patch(es)")
+    if plan.upscale is not None:
+        up = plan.upscale
+        how = f"{up.upscaler}, then {up.interpolation}" if up.upscaler else up.interpolation
+        lines.append(f"  then {how} to {up.size[1]}x{up.size[0]}" + (", through the VAE once" if up.vae_roundtrip else ""))
     if explain:
         lines.append(explain_plan(mp))
     else:

@@ -656,6 +656,13 @@ def plan_phases(arch: Architecture, weights: dict[str, Weights], plan, mech: Mec
     if plan.upscale is not None:
         uh, uw = plan.upscale.size
         out.append(Phase(f"upscale {uw}x{uh}", "vae", 6 * 3 * uh * uw * 4))
+        if plan.upscale.vae_roundtrip:
+            f = arch.vae.factor
+            lat = arch.vae.latent_channels * (uh // f) * (uw // f) * 4
+            out.append(Phase(f"upscale encode {uw}x{uh}", "vae",
+                             vae_encode_bytes(arch.vae, (uh, uw), dtype_bytes=b, tile=tile, device=device) + lat))
+            out.append(Phase(f"upscale decode {uw}x{uh}", "vae",
+                             vae_decode_bytes(arch.vae, (uh, uw), dtype_bytes=b, tile=tile, device=device) + lat))
     th, tw = plan.target_size
     out.append(Phase(f"output {tw}x{th}", "vae", 36 * th * tw))
     return [replace(p, weights=_resident(weights, p.component, mech, b)) for p in out]

@@ -19,7 +19,7 @@ import dataclasses
 import math
 import typing
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Literal
 
 from .checks import check_choice, check_fraction, check_number
 from .flow.schedule import validate_steps
@@ -184,11 +184,14 @@ class UpscaleSpec:
 
     upscaler: None = `interpolation` alone; else a learned super-resolution model of `hiresflow.upscalers`
         (e.g. "realesrgan-x4plus"), one pass, its output then fitted to `size` with `interpolation`.
+    vae_roundtrip: pass the enlarged image through the model's VAE once (encode, posterior mode; decode) — no
+        sampling: the baseline that shows what re-rendering through the VAE alone does to an enlargement.
     """
 
     size: tuple[int, int]
     interpolation: Literal["bicubic", "lanczos", "bilinear", "nearest"] = "bicubic"
     upscaler: str | None = None
+    vae_roundtrip: bool = False
 
     def __post_init__(self) -> None:
         check_choice("interpolation", self.interpolation, INTERPOLATIONS)

@@ -183,19 +183,22 @@ def direct(model: FlowModel, native, target, steps: int | None = None, shift: fl
 
 
 def upscale(model: FlowModel, native, target, steps: int | None = None, interpolation: str = "bicubic",
-            guidance: float | None = None, upscaler: str | None = None) -> Plan:
+            guidance: float | None = None, upscaler: str | None = None, vae_roundtrip: bool = False) -> Plan:
     """Native generation, then bicubic or Lanczos resize of the image. `upscaler=NAME` runs a learned
     super-resolution model first (Real-ESRGAN, `hiresflow.upscalers.UPSCALERS`, e.g. "realesrgan-x4plus"; the
     optional extra `hiresflow[sr]`): one pass of the model, its output then fitted to the target with
-    `interpolation` (docs/methods/upscalers.md)."""
+    `interpolation` (docs/methods/upscalers.md). `vae_roundtrip=True` then encodes and decodes the enlargement once
+    with the model's VAE, no sampling (the baseline of docs/methods/anchored.md: what the VAE alone adds)."""
     if interpolation not in ("bicubic", "lanczos", "bilinear", "nearest"):
         raise ValueError(f"interpolation must be bicubic, lanczos, bilinear or nearest, got {interpolation!r}")
     if upscaler is not None:
         from .upscalers import require
 
         require(upscaler)  # a bad name or a missing package fails before the native image is sampled
+    if not isinstance(vae_roundtrip, bool):
+        raise ValueError(f"vae_roundtrip must be true or false, got {vae_roundtrip!r}")
     return Plan("upscale", [_native_stage(model, native, steps, guidance=guidance)],
-                upscale=UpscaleSpec(target, interpolation, upscaler))
+                upscale=UpscaleSpec(target, interpolation, upscaler, vae_roundtrip))
 
 
 def sdedit(model: FlowModel, native, target, steps: int | None = None, tau: float = 0.6,
@@ -571,7 +574,13 @@ def anchored(model: FlowModel, native, target, steps: int | None = None, upscale
     guided step as DiffuseHigh does, "latent" swaps the bands of the latents and skips the VAE); DyPE on the RoPE of that pass (`dype`: "auto" = on for families with a
     rotary embedding). One pass at the target, so its time is the native pass + int(noising·N) target steps +
     one SR pass. Defaults (noising 0.3, every step guided) chosen on the tuning set of
-    benchmarks/specs/anchored-tuning.yaml, disjoint from the reported benches."""
+    benchmarks/specs/anchored-tuning.yaml, disjoint from the reported benches.
+
+    With every re-run step guided, the last step's swap fixes the output: its low band is the enlargement's and its
+    high band is what the VAE decodes from the re-encoded swap. On the embedded tiny-flux, whose VAE re-renders
+    that fine band from the low band, the result equals `upscale(upscaler=..., vae_roundtrip=True)` (the
+    enlargement through the VAE once, no sampling) to ~0.1 of an 8-bit level; `dwt_steps` < int(noising·N) leaves
+    the last steps to the model (docs/methods/anchored.md, "What the target pass adds")."""
     check_fraction("noising", noising)
     if upscaler == "auto":
         from .upscalers import unavailable_reason

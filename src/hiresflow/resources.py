@@ -165,6 +165,8 @@ def estimate_resources(plan, model, probe: tuple[float, float] | None = None) ->
     if plan.upscale is not None:
         h, w = plan.upscale.size
         peak = max(peak, 6 * 3 * h * w * FLOAT)
+        if plan.upscale.vae_roundtrip and model.codec.decode_bytes(h, w) > peak:
+            peak, where = model.codec.decode_bytes(h, w), f"the VAE round trip ({w}x{h})"
     th, tw = plan.target_size
     if output_bytes(th, tw) > peak:
         peak, where = output_bytes(th, tw), f"the output ({tw}x{th})"

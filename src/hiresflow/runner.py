@@ -255,4 +255,6 @@ def run_plan(
             final = super_resolve(final, plan.upscale.size, plan.upscale.upscaler, plan.upscale.interpolation)
         else:
             final = resize_image(final, plan.upscale.size, plan.upscale.interpolation)
+        if plan.upscale.vae_roundtrip:
+            final = model.decode(model.encode(final))
     return RunResult(plan=plan, stages=results, image=final, seconds=time.perf_counter() - t_start, info=info)

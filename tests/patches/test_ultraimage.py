@@ -14,8 +14,8 @@ from hiresflow.models.loading import wrap_pipeline
 from hiresflow.patches.base import compose_patches
 from hiresflow.patches.rope import RotaryAxesEmbed
 from hiresflow.patches.rope_frequencies import RopeAxis, RopeCall, base_frequencies
-from hiresflow.patches.ultraimage import (UltraImageAttentionConfig, UltraImageRope, UltraImageRopeConfig,
-                                          block_entropy, dominant_frequency, focus_factors)
+from hiresflow.patches.ultraimage import (UltraImageAttentionConfig, UltraImageRope, block_entropy,
+                                          dominant_frequency, focus_factors)
 from hiresflow.plan import Plan
 from hiresflow.recipes import build_plan
 from hiresflow.runner import run_plan

@@ -296,7 +296,7 @@ def export_upsampler(run_dir: str | Path, folder: str | Path, dtype: str = "fp16
     save_upsampler(folder, first.unet, meta, dtype=torch.float16 if dtype == "fp16" else torch.float32)
     ref, stored = load_upsampler(src), load_upsampler(folder)  # saving casts `first` in place: reload
     vae, _ = _load_vae("")
-    val = sorted((Path(runs) / "cache").glob(f"cfm-val-*.safetensors"))
+    val = sorted((Path(runs) / "cache").glob("cfm-val-*.safetensors"))
     info: dict = {"folder": str(folder), "dtype": dtype, "size_mb": round(folder_size_mb(folder), 2)}
     if val:
         cache = PairCache.load(val[0])

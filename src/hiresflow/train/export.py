@@ -4,7 +4,6 @@ write ``TRAINING.md`` with the commands, steps, batch, wall times and final loss
 from __future__ import annotations
 
 import json
-import math
 import shutil
 import time
 from pathlib import Path

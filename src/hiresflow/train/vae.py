@@ -10,15 +10,12 @@ When training ends (and at every ``finalize_vae`` call), latent statistics of fr
 from __future__ import annotations
 
 import json
-import math
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from .common import EMA, Run, TrainSpec, psnr, save_png, set_threads, step_seed, train_loop
 from .data import Source, images_to_tensor, world_source
