@@ -27,14 +27,19 @@ def _pixels(path: Path) -> np.ndarray:
 
 
 def distances(folder: Path, ref: str, model: str | None = None, tag: str | None = None) -> dict:
-    """{model, tag, ref, rows: [{label, n, mean_abs_levels, psnr_db}]} over the stems each label shares with `ref`."""
+    """{model, tag, ref, rows: [{label, n, mean_abs_levels, psnr_db}]} over the stems each label shares with `ref`
+    (closest first). PSNR is the mean over the images that differ at all (None: every image identical)."""
     images = folder / "images"
-    models = [model] if model else sorted(p.name for p in images.iterdir() if p.is_dir()) if images.is_dir() else []
-    if not models:
-        raise SystemExit(f"{images}: no per-image outputs; run the bench command of {folder} first")
-    model = models[0]
-    tags = [tag] if tag else sorted(p.name for p in (images / model).iterdir() if p.is_dir())
-    tag = tags[0]
+    if model is None:
+        found = sorted(p.name for p in images.iterdir() if p.is_dir()) if images.is_dir() else []
+        if not found:
+            raise SystemExit(f"{images}: no per-image outputs; run the bench command of {folder} first")
+        model = found[0]
+    if tag is None:
+        found = sorted(p.name for p in (images / model).iterdir() if p.is_dir()) if (images / model).is_dir() else []
+        if not found:
+            raise SystemExit(f"{images / model}: no per-image outputs; run the bench command of {folder} first")
+        tag = found[0]
     base = images / model / tag
     ref_dir = base / ref
     if not ref_dir.is_dir():
@@ -50,15 +55,14 @@ def distances(folder: Path, ref: str, model: str | None = None, tag: str | None 
         for name in stems:
             a, b = _pixels(label_dir / name), _pixels(ref_dir / name)
             if a.shape != b.shape:
-                break
+                raise SystemExit(f"{label_dir / name}: {a.shape[1]}x{a.shape[0]} px, but the reference image is "
+                                 f"{b.shape[1]}x{b.shape[0]}: compare rows of one size tag (--tag)")
             mse = float(((a - b) ** 2).mean())
             abs_diffs.append(float(np.abs(a - b).mean()))
             psnrs.append(math.inf if mse == 0 else 10 * math.log10(255.0 ** 2 / mse))
-        else:
-            finite = [p for p in psnrs if math.isfinite(p)]
-            rows.append({"label": label_dir.name, "n": len(stems),
-                         "mean_abs_levels": round(float(np.mean(abs_diffs)), 3),
-                         "psnr_db": round(float(np.mean(finite)), 2) if finite else None})
+        finite = [p for p in psnrs if math.isfinite(p)]
+        rows.append({"label": label_dir.name, "n": len(stems), "mean_abs_levels": round(float(np.mean(abs_diffs)), 3),
+                     "psnr_db": round(float(np.mean(finite)), 2) if finite else None})
     rows.sort(key=lambda r: r["mean_abs_levels"])
     return {"bench": str(folder), "model": model, "tag": tag, "ref": ref, "rows": rows}
 

@@ -48,7 +48,8 @@ def run(args) -> dict:
             entries = {r: variants.entry(r) for r in recipes}  # an unknown label fails before any run
         except ValueError as e:
             raise SystemExit(f"error: {e}") from None
-        plans = {r: build_plan(e.recipe, model, scale=args.scale, **e.params(variants.common)) for r, e in entries.items()}
+        plans = {r: build_plan(e.recipe, model, scale=args.scale, **e.params(variants.common))
+                 for r, e in entries.items()}
     else:
         plans = {r: build_plan(r, model, scale=args.scale) for r in recipes}  # bad names fail before any run
     times: dict[str, list[float]] = {r: [] for r in recipes}
@@ -62,7 +63,8 @@ def run(args) -> dict:
     base = statistics.median(times[recipes[0]])
     rows = [{"recipe": r, "cpu_s_per_img": round(statistics.median(t), 2), "n": len(t),
              "ratio": round(statistics.median(t) / base, 2), "runs": [round(v, 2) for v in t]} for r, t in times.items()]
-    return {"model": args.model, "scale": args.scale, "spec": str(args.spec) if args.spec else None, "threads": args.threads, "n": args.n, "seed": args.seed,
+    return {"model": args.model, "scale": args.scale, "spec": str(args.spec) if args.spec else None,
+            "threads": args.threads, "n": args.n, "seed": args.seed,
             "prompt_seed": args.prompt_seed, "rows": rows}
 
 

@@ -180,3 +180,30 @@ def test_guidance_sweep_table_joins_the_reference_record_and_refuses_mixed_proto
     (tmp_path / "tiny-flux-g6.json").write_text(json.dumps(point(6.0, 0.5, n=ref["n"] // 2)))
     with pytest.raises(SystemExit, match="mixes"):
         sweep.load(tmp_path)
+
+
+def test_bench_image_distance_measures_each_row_against_the_reference_and_names_a_size_mismatch(tmp_path):
+    """Mean |Δ| in 8-bit levels and PSNR per row over the stems it shares with the reference row (native images
+    and stems the reference lacks are not read); a row at another size is a one-line refusal."""
+    from PIL import Image
+
+    dist = _docs_pages()._script("bench_image_distance")
+    base = tmp_path / "images" / "tiny-flux" / "x4"
+    rng = np.random.default_rng(0)
+    ref = rng.integers(10, 240, (8, 8, 3), dtype=np.uint8)
+    rows = {"ref": {"p0": ref, "p0-native": ref, "p1": ref}, "same": {"p0": ref, "p1": ref},
+            "off": {"p0": ref + 2, "p1": ref + 2, "p9": ref}}
+    for label, images in rows.items():
+        (base / label).mkdir(parents=True)
+        for stem, px in images.items():
+            Image.fromarray(px).save(base / label / f"{stem}.png")
+    data = dist.distances(tmp_path, "ref")
+    assert data["rows"] == [{"label": "same", "n": 2, "mean_abs_levels": 0.0, "psnr_db": None},
+                            {"label": "off", "n": 2, "mean_abs_levels": 2.0,
+                             "psnr_db": round(10 * np.log10(255 ** 2 / 4), 2)}]
+    assert "| same | 2 | 0.00 | identical |" in dist.table(data)
+    Image.fromarray(np.zeros((4, 4, 3), np.uint8)).save(base / "off" / "p1.png")
+    with pytest.raises(SystemExit, match="4x4 px, but the reference image is 8x8"):
+        dist.distances(tmp_path, "ref")
+    with pytest.raises(SystemExit, match="no images of the reference label 'nope'"):
+        dist.distances(tmp_path, "nope")

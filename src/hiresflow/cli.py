@@ -373,7 +373,8 @@ def _plan_text(model, arch, method, scale, target, overrides, max_memory, device
     if plan.upscale is not None:
         up = plan.upscale
         how = f"{up.upscaler}, then {up.interpolation}" if up.upscaler else up.interpolation
-        lines.append(f"  then {how} to {up.size[1]}x{up.size[0]}" + (", through the VAE once" if up.vae_roundtrip else ""))
+        through = ", through the VAE once" if up.vae_roundtrip else ""
+        lines.append(f"  then {how} to {up.size[1]}x{up.size[0]}{through}")
     if explain:
         lines.append(explain_plan(mp))
     else:
