@@ -20,34 +20,34 @@ import numpy as np
 from PIL import Image
 
 from hiresflow.atomic import write_result
+from hiresflow.eval.layout import BenchLayout
 
 
 def _pixels(path: Path) -> np.ndarray:
     return np.asarray(Image.open(path).convert("RGB"), dtype=np.float64)
 
 
+def _first_folder(parent: Path, bench: Path) -> str:
+    found = sorted(p.name for p in parent.iterdir() if p.is_dir()) if parent.is_dir() else []
+    if not found:
+        raise SystemExit(f"{parent}: no per-image outputs; run the bench command of {bench} first")
+    return found[0]
+
+
 def distances(folder: Path, ref: str, model: str | None = None, tag: str | None = None) -> dict:
     """{model, tag, ref, rows: [{label, n, mean_abs_levels, psnr_db}]} over the stems each label shares with `ref`
     (closest first). PSNR is the mean over the images that differ at all (None: every image identical)."""
-    images = folder / "images"
-    if model is None:
-        found = sorted(p.name for p in images.iterdir() if p.is_dir()) if images.is_dir() else []
-        if not found:
-            raise SystemExit(f"{images}: no per-image outputs; run the bench command of {folder} first")
-        model = found[0]
-    if tag is None:
-        found = sorted(p.name for p in (images / model).iterdir() if p.is_dir()) if (images / model).is_dir() else []
-        if not found:
-            raise SystemExit(f"{images / model}: no per-image outputs; run the bench command of {folder} first")
-        tag = found[0]
-    base = images / model / tag
-    ref_dir = base / ref
+    layout = BenchLayout(folder)
+    model = model or _first_folder(layout.images, folder)
+    tag = tag or _first_folder(layout.images / model, folder)
+    ref_dir = layout.group_dir(model, tag, ref)
+    base = ref_dir.parent
     if not ref_dir.is_dir():
-        have = ", ".join(sorted(p.name for p in base.iterdir() if p.is_dir()))
+        have = ", ".join(sorted(p.name for p in base.iterdir() if p.is_dir())) if base.is_dir() else "none"
         raise SystemExit(f"{ref_dir}: no images of the reference label {ref!r}; labels with images: {have}")
     ref_stems = {p.name for p in ref_dir.glob("*.png") if not p.stem.endswith("-native")}
     rows = []
-    for label_dir in sorted(p for p in base.iterdir() if p.is_dir() and p.name != ref):
+    for label_dir in sorted(p for p in base.iterdir() if p.is_dir() and p != ref_dir):
         stems = sorted(ref_stems & {p.name for p in label_dir.glob("*.png")})
         if not stems:
             continue
